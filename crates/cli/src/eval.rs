@@ -1,0 +1,205 @@
+//! `facegate eval lfw`: the standard 10-fold verification protocol.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use facegate_eval::batch::analyze_files;
+use facegate_eval::datasets::datasets_dir;
+use facegate_eval::lfw::{ImageId, Lfw, Pair};
+use facegate_eval::protocol::{FoldReport, Scored, k_fold, tmr_at_fmr};
+use facegate_eval::roc::{roc_points, write_png};
+use facegate_matching::{LEVEL_FMR, calibration_for};
+use facegate_vision::{EngineOptions, Embedding, MODEL_VERSION, ModelsDir};
+use serde::Serialize;
+
+use crate::progress::bar;
+
+#[derive(Subcommand)]
+pub enum EvalCommand {
+    /// Labeled Faces in the Wild, 10-fold verification.
+    Lfw(LfwArgs),
+}
+
+#[derive(Args)]
+pub struct LfwArgs {
+    /// The LFW directory [default: $FACEGATE_DATASETS/lfw or ../shared/datasets/lfw].
+    #[arg(long)]
+    lfw: Option<PathBuf>,
+    /// Pair list [default: <lfw>/pairs.txt].
+    #[arg(long)]
+    pairs: Option<PathBuf>,
+    /// Where the JSON report and ROC PNG go.
+    #[arg(long, default_value = "reports")]
+    out: PathBuf,
+    /// Worker threads, one engine each.
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TmrAt {
+    fmr: f64,
+    threshold: f32,
+    tmr: f64,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct LfwReport {
+    model_version: &'static str,
+    pairs_file: PathBuf,
+    pairs: usize,
+    images: usize,
+    detection_failures: Vec<String>,
+    folds: FoldReport,
+    /// TMR at FMR measured on this list's own impostor pairs.
+    tmr_at_fmr: Vec<TmrAt>,
+    /// TMR on this list's genuine pairs at the calibrated level thresholds.
+    tmr_at_levels: Vec<TmrAt>,
+}
+
+/// The LFW directory from the flag or the datasets location.
+pub fn lfw_dir(flag: Option<&Path>) -> Result<Lfw> {
+    let dir = match flag {
+        Some(d) => d.to_path_buf(),
+        None => datasets_dir()
+            .map(|d| d.join("lfw"))
+            .context("LFW not found: pass --lfw or set FACEGATE_DATASETS")?,
+    };
+    Ok(Lfw::new(dir))
+}
+
+/// Embeds each distinct image once; `None` where no face was found.
+pub fn embed_images(
+    models: &ModelsDir,
+    lfw: &Lfw,
+    ids: &[ImageId],
+    workers: usize,
+) -> Result<(Vec<Option<Embedding>>, Vec<String>)> {
+    let paths: Vec<PathBuf> = ids.iter().map(|id| lfw.image_path(id)).collect();
+    let progress = bar(paths.len(), "embedding");
+    let results = analyze_files(models, EngineOptions::default(), workers, &paths, &|| progress.inc(1))?;
+    progress.finish_and_clear();
+    let mut failures = Vec::new();
+    let mut embeddings = Vec::with_capacity(results.len());
+    for (path, result) in paths.iter().zip(results) {
+        match result {
+            Ok(a) => embeddings.push(Some(a.face.embedding)),
+            Err(e) if e.is_no_face() => {
+                failures.push(path.display().to_string());
+                embeddings.push(None);
+            }
+            Err(e) => return Err(e).with_context(|| format!("analysing {}", path.display())),
+        }
+    }
+    Ok((embeddings, failures))
+}
+
+/// Scores every pair; a pair with a detection failure scores -1 (no match).
+fn score_folds(folds: &[Vec<Pair>], index: &HashMap<&ImageId, Option<&Embedding>>) -> Vec<Vec<Scored>> {
+    let score = |a: &ImageId, b: &ImageId| match (index.get(a).copied().flatten(), index.get(b).copied().flatten()) {
+        (Some(x), Some(y)) => x.cosine(y),
+        _ => -1.0,
+    };
+    folds
+        .iter()
+        .map(|fold| fold.iter().map(|p| (score(&p.a, &p.b), p.same)).collect())
+        .collect()
+}
+
+pub fn run(models: &ModelsDir, cmd: EvalCommand) -> Result<()> {
+    let EvalCommand::Lfw(args) = cmd;
+    let lfw = lfw_dir(args.lfw.as_deref())?;
+    let pairs_file = args.pairs.clone().unwrap_or_else(|| lfw.root().join("pairs.txt"));
+    let folds = lfw.read_pairs(&pairs_file)?;
+    let mut ids: Vec<ImageId> = folds.iter().flatten().flat_map(|p| [p.a.clone(), p.b.clone()]).collect();
+    ids.sort();
+    ids.dedup();
+    let (embeddings, failures) = embed_images(models, &lfw, &ids, args.workers)?;
+    let index: HashMap<&ImageId, Option<&Embedding>> = ids.iter().zip(embeddings.iter().map(Option::as_ref)).collect();
+    let scored = score_folds(&folds, &index);
+    let all: Vec<Scored> = scored.iter().flatten().copied().collect();
+    let cal = calibration_for(MODEL_VERSION).context("no calibration for this model")?;
+    let report = LfwReport {
+        model_version: MODEL_VERSION,
+        pairs_file,
+        pairs: all.len(),
+        images: ids.len(),
+        detection_failures: failures,
+        folds: k_fold(&scored),
+        tmr_at_fmr: [1e-3, 1e-4]
+            .map(|fmr| {
+                let (threshold, tmr) = tmr_at_fmr(&all, fmr);
+                TmrAt { fmr, threshold, tmr }
+            })
+            .into(),
+        tmr_at_levels: cal
+            .thresholds
+            .iter()
+            .zip(LEVEL_FMR)
+            .map(|(&threshold, fmr)| TmrAt {
+                fmr,
+                threshold,
+                tmr: genuine_rate(&all, threshold),
+            })
+            .collect(),
+    };
+    write_reports(&args.out, &report, &all)?;
+    print_report(&report);
+    Ok(())
+}
+
+fn genuine_rate(pairs: &[Scored], threshold: f32) -> f64 {
+    let genuine: Vec<f32> = pairs.iter().filter(|p| p.1).map(|p| p.0).collect();
+    facegate_matching::calibrate::true_match_rate(&genuine, threshold)
+}
+
+fn write_reports(out: &Path, report: &LfwReport, all: &[Scored]) -> Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let json = out.join("lfw-report.json");
+    std::fs::write(&json, serde_json::to_string_pretty(report)?).with_context(|| format!("writing {}", json.display()))?;
+    let png = out.join("lfw-roc.png");
+    let title = format!(
+        "LFW ROC, {} ({:.2}% ± {:.2})",
+        MODEL_VERSION,
+        report.folds.mean_accuracy * 100.0,
+        report.folds.std_accuracy * 100.0
+    );
+    write_png(&png, &title, &[("YuNet + SFace", roc_points(all))])?;
+    eprintln!("wrote {} and {}", json.display(), png.display());
+    Ok(())
+}
+
+fn print_report(r: &LfwReport) {
+    println!("pairs {}  images {}  detection failures {}", r.pairs, r.images, r.detection_failures.len());
+    for f in &r.detection_failures {
+        println!("  no face: {f}");
+    }
+    let accs: Vec<String> = r.folds.accuracies.iter().map(|a| format!("{:.2}", a * 100.0)).collect();
+    println!("fold accuracies  {}", accs.join(" "));
+    println!(
+        "accuracy         {:.2}% ± {:.2}",
+        r.folds.mean_accuracy * 100.0,
+        r.folds.std_accuracy * 100.0
+    );
+    for t in &r.tmr_at_fmr {
+        println!(
+            "TMR at FMR {:.0e} (this list's impostors)  {:.2}%  (threshold {:.4})",
+            t.fmr,
+            t.tmr * 100.0,
+            t.threshold
+        );
+    }
+    for (level, t) in r.tmr_at_levels.iter().enumerate() {
+        println!(
+            "TMR at level {} (FMR {:.0e}, threshold {:.4})  {:.2}%",
+            level + 1,
+            t.fmr,
+            t.threshold,
+            t.tmr * 100.0
+        );
+    }
+}

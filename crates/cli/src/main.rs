@@ -1,0 +1,74 @@
+//! The `facegate` command: face engine tools (compare, detect, embed), the
+//! measurement commands (eval, calibrate, bench) and model checks.
+
+mod bench;
+mod calibrate;
+mod eval;
+mod inspect;
+mod progress;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use facegate_vision::{EngineOptions, FaceEngine, ModelsDir};
+
+#[derive(Parser)]
+#[command(name = "facegate", version, about = "Self-hosted face verification")]
+struct Cli {
+    /// Directory holding the models and libonnxruntime.so (see `make setup`).
+    #[arg(long, global = true, env = "FACEGATE_MODELS_DIR", default_value = "models")]
+    models_dir: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Compare the subjects of two photos.
+    Compare(inspect::CompareArgs),
+    /// Detect faces: boxes, landmarks and quality.
+    Detect(inspect::DetectArgs),
+    /// Print the subject's embedding as JSON.
+    Embed(inspect::EmbedArgs),
+    /// Measure accuracy on a dataset.
+    #[command(subcommand)]
+    Eval(eval::EvalCommand),
+    /// Measure match-level thresholds on every LFW pair and write the table.
+    Calibrate(calibrate::CalibrateArgs),
+    /// Per-stage timings and throughput.
+    Bench(bench::BenchArgs),
+    /// Check the model files against their pinned hashes.
+    #[command(subcommand)]
+    Models(ModelsCommand),
+}
+
+#[derive(Subcommand)]
+enum ModelsCommand {
+    /// Verify every model file and the ONNX Runtime library.
+    Verify,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let models = ModelsDir::new(&cli.models_dir);
+    match cli.command {
+        Command::Compare(args) => inspect::compare(&models, &args),
+        Command::Detect(args) => inspect::detect(&models, &args),
+        Command::Embed(args) => inspect::embed(&models, &args),
+        Command::Eval(cmd) => eval::run(&models, cmd),
+        Command::Calibrate(args) => calibrate::run(&models, &args),
+        Command::Bench(args) => bench::run(&models, &args),
+        Command::Models(ModelsCommand::Verify) => verify(&models),
+    }
+}
+
+fn verify(models: &ModelsDir) -> anyhow::Result<()> {
+    use facegate_vision::models::{ONNXRUNTIME, SFACE, SFACE_ORIGINAL, YUNET, YUNET_ORIGINAL};
+    for file in [YUNET, SFACE, YUNET_ORIGINAL, SFACE_ORIGINAL, ONNXRUNTIME] {
+        let path = models.verified(&file)?;
+        println!("ok  {}  {}", file.sha256, path.display());
+    }
+    FaceEngine::load(models, EngineOptions::default())?;
+    println!("models load in ONNX Runtime");
+    Ok(())
+}

@@ -1,0 +1,209 @@
+//! The whole pipeline for one worker: bytes → decode → detect → align → embed.
+//!
+//! A `FaceEngine` owns one YuNet and one SFace session. ONNX Runtime sessions
+//! take `&mut self` to run in `ort`, so a server keeps one engine per worker
+//! thread rather than sharing one behind a lock.
+
+use std::time::{Duration, Instant};
+
+use image::RgbImage;
+use ort::session::Session;
+use ort::session::builder::GraphOptimizationLevel;
+use serde::Serialize;
+
+use crate::align::{AlignedFace, align};
+use crate::decode::{DecodeLimits, decode};
+use crate::detect::{Detector, DetectorOptions, select_subject};
+use crate::embed::{Embedder, Embedding};
+use crate::error::{ModelError, VisionError};
+use crate::models::{ModelFile, ModelsDir, SFACE, YUNET, runtime};
+use crate::quality::{Quality, measure};
+use crate::types::Detection;
+
+/// How a session uses the CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ThreadOptions {
+    /// Intra-op threads for this session.
+    pub intra_threads: usize,
+    /// Whether idle intra-op threads spin. Spinning steals the other core from
+    /// a second worker, so it is off by default.
+    pub spinning: bool,
+}
+
+impl Default for ThreadOptions {
+    fn default() -> Self {
+        Self {
+            intra_threads: 1,
+            spinning: false,
+        }
+    }
+}
+
+/// Settings for a `FaceEngine`.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct EngineOptions {
+    pub detector: DetectorOptions,
+    pub limits: DecodeLimits,
+    pub detector_threads: ThreadOptions,
+    pub embedder_threads: ThreadOptions,
+}
+
+/// Wall time of each stage of one analysis.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct StageTimings {
+    pub decode: Duration,
+    pub detect: Duration,
+    pub align: Duration,
+    pub embed: Duration,
+}
+
+impl StageTimings {
+    pub fn total(&self) -> Duration {
+        self.decode + self.detect + self.align + self.embed
+    }
+}
+
+/// The subject's face: where it is, how good it is, and its embedding.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Face {
+    pub detection: Detection,
+    pub quality: Quality,
+    pub embedding: Embedding,
+}
+
+/// The result of analysing one image.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Analysis {
+    pub face: Face,
+    /// How many faces scored above the detection threshold.
+    pub faces_found: usize,
+    pub width: u32,
+    pub height: u32,
+    pub timings: StageTimings,
+}
+
+/// Where the subject is and its aligned crop, before embedding.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Located {
+    pub detection: Detection,
+    pub aligned: AlignedFace,
+    pub faces_found: usize,
+}
+
+/// One YuNet and one SFace session.
+pub struct FaceEngine {
+    detector: Detector,
+    embedder: Embedder,
+    limits: DecodeLimits,
+}
+
+/// Opens a session on a verified model file.
+pub fn load_session(models: &ModelsDir, file: &ModelFile, threads: ThreadOptions) -> Result<Session, ModelError> {
+    let environment = runtime(models)?;
+    let path = models.verified(file)?;
+    let session = Session::builder(&environment)?
+        .with_optimization_level(GraphOptimizationLevel::Level3)
+        .map_err(ort::Error::from)?
+        .with_intra_threads(threads.intra_threads)
+        .map_err(ort::Error::from)?
+        .with_intra_op_spinning(threads.spinning)
+        .map_err(ort::Error::from)?
+        .with_inter_op_spinning(false)
+        .map_err(ort::Error::from)?
+        .commit_from_file(path)?;
+    Ok(session)
+}
+
+impl FaceEngine {
+    /// Loads both models from `models`, checking their hashes.
+    pub fn load(models: &ModelsDir, options: EngineOptions) -> Result<Self, ModelError> {
+        Ok(Self {
+            detector: Detector::new(load_session(models, &YUNET, options.detector_threads)?, options.detector),
+            embedder: Embedder::new(load_session(models, &SFACE, options.embedder_threads)?),
+            limits: options.limits,
+        })
+    }
+
+    pub fn limits(&self) -> &DecodeLimits {
+        &self.limits
+    }
+
+    /// Decodes with this engine's limits.
+    pub fn decode(&self, bytes: &[u8]) -> Result<RgbImage, VisionError> {
+        Ok(decode(bytes, &self.limits)?)
+    }
+
+    /// Every face above the detection threshold, best score first.
+    pub fn detect(&mut self, image: &RgbImage) -> Result<Vec<Detection>, VisionError> {
+        self.detector.detect(image)
+    }
+
+    /// Embeds a batch of aligned faces.
+    pub fn embed(&mut self, faces: &[AlignedFace]) -> Result<Vec<Embedding>, VisionError> {
+        self.embedder.embed(faces)
+    }
+
+    /// Detects the subject (the most prominent face) and aligns it.
+    pub fn locate(&mut self, image: &RgbImage, timings: &mut StageTimings) -> Result<Located, VisionError> {
+        let start = Instant::now();
+        let found = self.detector.detect(image)?;
+        timings.detect = start.elapsed();
+        let subject = select_subject(&found, image.width(), image.height()).ok_or(VisionError::NoFaceDetected)?;
+        let start = Instant::now();
+        let aligned = align(image, &found[subject].landmarks);
+        timings.align = start.elapsed();
+        Ok(Located {
+            detection: found[subject],
+            aligned,
+            faces_found: found.len(),
+        })
+    }
+
+    /// The full pipeline on encoded bytes.
+    pub fn analyze(&mut self, bytes: &[u8]) -> Result<Analysis, VisionError> {
+        let start = Instant::now();
+        let image = self.decode(bytes)?;
+        let decode_time = start.elapsed();
+        let mut analysis = self.analyze_image(&image)?;
+        analysis.timings.decode = decode_time;
+        Ok(analysis)
+    }
+
+    /// The pipeline on an already decoded image.
+    pub fn analyze_image(&mut self, image: &RgbImage) -> Result<Analysis, VisionError> {
+        let mut timings = StageTimings::default();
+        let located = self.locate(image, &mut timings)?;
+        let start = Instant::now();
+        let embedding = self
+            .embedder
+            .embed(std::slice::from_ref(&located.aligned))?
+            .pop()
+            .ok_or_else(|| ModelError::Ort("SFace returned no embedding".into()))?;
+        timings.embed = start.elapsed();
+        Ok(Analysis {
+            face: Face {
+                detection: located.detection,
+                quality: measure(&located.detection, &located.aligned),
+                embedding,
+            },
+            faces_found: located.faces_found,
+            width: image.width(),
+            height: image.height(),
+            timings,
+        })
+    }
+}
+
+impl Serialize for StageTimings {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        let mut s = serializer.serialize_struct("StageTimings", 5)?;
+        s.serialize_field("decodeMs", &ms(self.decode))?;
+        s.serialize_field("detectMs", &ms(self.detect))?;
+        s.serialize_field("alignMs", &ms(self.align))?;
+        s.serialize_field("embedMs", &ms(self.embed))?;
+        s.serialize_field("totalMs", &ms(self.total()))?;
+        s.end()
+    }
+}
