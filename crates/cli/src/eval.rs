@@ -8,10 +8,10 @@ use clap::{Args, Subcommand};
 use facegate_eval::batch::analyze_files;
 use facegate_eval::datasets::datasets_dir;
 use facegate_eval::lfw::{ImageId, Lfw, Pair};
-use facegate_eval::protocol::{FoldReport, Scored, k_fold, tmr_at_fmr};
+use facegate_eval::protocol::{FoldReport, Scored, held_out, k_fold, tmr_at_fmr};
 use facegate_eval::roc::{roc_points, write_png};
 use facegate_matching::{LEVEL_FMR, calibration_for};
-use facegate_vision::{EngineOptions, Embedding, MODEL_VERSION, ModelsDir};
+use facegate_vision::{Embedding, EngineOptions, MODEL_VERSION, ModelsDir};
 use serde::Serialize;
 
 use crate::progress::bar;
@@ -30,12 +30,19 @@ pub struct LfwArgs {
     /// Pair list [default: <lfw>/pairs.txt].
     #[arg(long)]
     pairs: Option<PathBuf>,
+    /// Threshold-training list for a single-fold list such as pairsDevTest.txt
+    /// [default: pairsDevTrain.txt beside it].
+    #[arg(long)]
+    train: Option<PathBuf>,
     /// Where the JSON report and ROC PNG go.
     #[arg(long, default_value = "reports")]
     out: PathBuf,
     /// Worker threads, one engine each.
     #[arg(long, default_value_t = 2)]
     workers: usize,
+    /// Average each embedding with that of the mirrored face.
+    #[arg(long)]
+    flip: bool,
 }
 
 #[derive(Serialize)]
@@ -78,10 +85,11 @@ pub fn embed_images(
     lfw: &Lfw,
     ids: &[ImageId],
     workers: usize,
+    options: EngineOptions,
 ) -> Result<(Vec<Option<Embedding>>, Vec<String>)> {
     let paths: Vec<PathBuf> = ids.iter().map(|id| lfw.image_path(id)).collect();
     let progress = bar(paths.len(), "embedding");
-    let results = analyze_files(models, EngineOptions::default(), workers, &paths, &|| progress.inc(1))?;
+    let results = analyze_files(models, options, workers, &paths, &|| progress.inc(1))?;
     progress.finish_and_clear();
     let mut failures = Vec::new();
     let mut embeddings = Vec::with_capacity(results.len());
@@ -115,10 +123,30 @@ pub fn run(models: &ModelsDir, cmd: EvalCommand) -> Result<()> {
     let lfw = lfw_dir(args.lfw.as_deref())?;
     let pairs_file = args.pairs.clone().unwrap_or_else(|| lfw.root().join("pairs.txt"));
     let folds = lfw.read_pairs(&pairs_file)?;
-    let mut ids: Vec<ImageId> = folds.iter().flatten().flat_map(|p| [p.a.clone(), p.b.clone()]).collect();
+    // One fold has nothing to train a threshold on: use the training list.
+    let train = match folds.len() {
+        1 => {
+            let path = args
+                .train
+                .clone()
+                .unwrap_or_else(|| pairs_file.with_file_name("pairsDevTrain.txt"));
+            lfw.read_pairs(&path)?.concat()
+        }
+        _ => Vec::new(),
+    };
+    let mut ids: Vec<ImageId> = folds
+        .iter()
+        .flatten()
+        .chain(&train)
+        .flat_map(|p| [p.a.clone(), p.b.clone()])
+        .collect();
     ids.sort();
     ids.dedup();
-    let (embeddings, failures) = embed_images(models, &lfw, &ids, args.workers)?;
+    let options = EngineOptions {
+        flip_fusion: args.flip,
+        ..EngineOptions::default()
+    };
+    let (embeddings, failures) = embed_images(models, &lfw, &ids, args.workers, options)?;
     let index: HashMap<&ImageId, Option<&Embedding>> = ids.iter().zip(embeddings.iter().map(Option::as_ref)).collect();
     let scored = score_folds(&folds, &index);
     let all: Vec<Scored> = scored.iter().flatten().copied().collect();
@@ -129,7 +157,10 @@ pub fn run(models: &ModelsDir, cmd: EvalCommand) -> Result<()> {
         pairs: all.len(),
         images: ids.len(),
         detection_failures: failures,
-        folds: k_fold(&scored),
+        folds: match folds.len() {
+            1 => held_out(&score_folds(&[train], &index).concat(), &all),
+            _ => k_fold(&scored),
+        },
         tmr_at_fmr: [1e-3, 1e-4]
             .map(|fmr| {
                 let (threshold, tmr) = tmr_at_fmr(&all, fmr);
@@ -160,7 +191,8 @@ fn genuine_rate(pairs: &[Scored], threshold: f32) -> f64 {
 fn write_reports(out: &Path, report: &LfwReport, all: &[Scored]) -> Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let json = out.join("lfw-report.json");
-    std::fs::write(&json, serde_json::to_string_pretty(report)?).with_context(|| format!("writing {}", json.display()))?;
+    std::fs::write(&json, serde_json::to_string_pretty(report)?)
+        .with_context(|| format!("writing {}", json.display()))?;
     let png = out.join("lfw-roc.png");
     let title = format!(
         "LFW ROC, {} ({:.2}% ± {:.2})",
@@ -174,7 +206,12 @@ fn write_reports(out: &Path, report: &LfwReport, all: &[Scored]) -> Result<()> {
 }
 
 fn print_report(r: &LfwReport) {
-    println!("pairs {}  images {}  detection failures {}", r.pairs, r.images, r.detection_failures.len());
+    println!(
+        "pairs {}  images {}  detection failures {}",
+        r.pairs,
+        r.images,
+        r.detection_failures.len()
+    );
     for f in &r.detection_failures {
         println!("  no face: {f}");
     }

@@ -7,7 +7,9 @@ use clap::Args;
 use facegate_matching::{Calibration, calibration_for, check_level};
 use facegate_vision::align::align;
 use facegate_vision::quality::measure;
-use facegate_vision::{Analysis, Detection, EngineOptions, FaceEngine, MODEL_VERSION, ModelsDir, Quality, StageTimings};
+use facegate_vision::{
+    Analysis, Detection, EngineOptions, FaceEngine, MODEL_VERSION, ModelsDir, Quality, StageTimings,
+};
 use plotters::prelude::*;
 use serde::Serialize;
 
@@ -68,7 +70,9 @@ fn calibration() -> Result<&'static Calibration> {
 
 fn analyze_file(engine: &mut FaceEngine, path: &Path) -> Result<Analysis> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    engine.analyze(&bytes).with_context(|| format!("analysing {}", path.display()))
+    engine
+        .analyze(&bytes)
+        .with_context(|| format!("analysing {}", path.display()))
 }
 
 fn side(file: &Path, a: &Analysis) -> Side {
@@ -119,7 +123,15 @@ fn print_comparison(r: &Comparison) {
         println!("{name}: {}", s.file.display());
         println!(
             "  faces {}  score {:.3}  box {:.0}x{:.0}  interocular {:.1}px  yaw {:.0}°  pitch {:.0}°  sharpness {:.0}  brightness {:.0}",
-            s.faces_found, q.detection_score, q.box_width, q.box_height, q.interocular, q.yaw, q.pitch, q.sharpness, q.brightness
+            s.faces_found,
+            q.detection_score,
+            q.box_width,
+            q.box_height,
+            q.interocular,
+            q.yaw,
+            q.pitch,
+            q.sharpness,
+            q.brightness
         );
         println!(
             "  time ms: decode {:.1}  detect {:.1}  align {:.1}  embed {:.1}",
@@ -169,7 +181,12 @@ pub fn detect(models: &ModelsDir, args: &DetectArgs) -> Result<()> {
         println!("{} face(s) in {width}x{height}", faces.len());
         for f in &faces {
             let b = f.detection.bbox;
-            let lm: Vec<String> = f.detection.landmarks.iter().map(|p| format!("({:.0},{:.0})", p.x, p.y)).collect();
+            let lm: Vec<String> = f
+                .detection
+                .landmarks
+                .iter()
+                .map(|p| format!("({:.0},{:.0})", p.x, p.y))
+                .collect();
             println!(
                 "{} score {:.3} box ({:.0},{:.0} {:.0}x{:.0}) landmarks {} yaw {:.0}° pitch {:.0}° sharpness {:.0}",
                 if f.subject { "*" } else { " " },
@@ -196,20 +213,30 @@ fn annotate(image: image::RgbImage, found: &[Detection], subject: Option<usize>,
         let root = BitMapBackend::with_buffer(&mut buffer, (w, h)).into_drawing_area();
         let thickness = (w.max(h) / 300).max(1);
         for (i, d) in found.iter().enumerate() {
-            let colour = if subject == Some(i) { GREEN } else { RGBColor(255, 140, 0) };
+            let colour = if subject == Some(i) {
+                GREEN
+            } else {
+                RGBColor(255, 140, 0)
+            };
             let (x0, y0) = (d.bbox.x as i32, d.bbox.y as i32);
             let (x1, y1) = ((d.bbox.x + d.bbox.width) as i32, (d.bbox.y + d.bbox.height) as i32);
             root.draw(&Rectangle::new([(x0, y0), (x1, y1)], colour.stroke_width(thickness)))
                 .map_err(|e| anyhow::anyhow!("drawing: {e}"))?;
             for p in d.landmarks {
-                root.draw(&Circle::new((p.x as i32, p.y as i32), thickness as i32 + 2, RED.filled()))
-                    .map_err(|e| anyhow::anyhow!("drawing: {e}"))?;
+                root.draw(&Circle::new(
+                    (p.x as i32, p.y as i32),
+                    thickness as i32 + 2,
+                    RED.filled(),
+                ))
+                .map_err(|e| anyhow::anyhow!("drawing: {e}"))?;
             }
         }
         root.present().map_err(|e| anyhow::anyhow!("drawing: {e}"))?;
     }
     let annotated = image::RgbImage::from_raw(w, h, buffer).context("annotated buffer has the wrong size")?;
-    annotated.save(out).with_context(|| format!("writing {}", out.display()))
+    annotated
+        .save(out)
+        .with_context(|| format!("writing {}", out.display()))
 }
 
 pub fn embed(models: &ModelsDir, args: &EmbedArgs) -> Result<()> {

@@ -1,8 +1,12 @@
-//! Analysing many image files on several worker threads, one `FaceEngine`
-//! each (ONNX Runtime sessions are not shared between threads here).
+//! Running the engine over many items on several worker threads, one
+//! `FaceEngine` each (ort sessions run through `&mut`, so each thread owns its
+//! own). Engines load before the clock starts, so throughput figures measure
+//! inference, not start-up.
 
 use std::path::PathBuf;
+use std::sync::Barrier;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use facegate_vision::{Analysis, EngineOptions, FaceEngine, ModelError, ModelsDir, VisionError};
 
@@ -21,8 +25,70 @@ impl ItemError {
     }
 }
 
-/// Analyses every file with `workers` threads, calling `tick` after each.
-/// Results come back in the order of `paths`.
+/// Results in item order, and the wall time from the moment every engine was
+/// loaded until the last item finished.
+pub struct Timed<T> {
+    pub results: Vec<T>,
+    pub elapsed: Duration,
+}
+
+/// Calls `work(engine, i)` for every i in 0..items across `workers` threads.
+pub fn run_parallel<T, F>(
+    models: &ModelsDir,
+    options: EngineOptions,
+    workers: usize,
+    items: usize,
+    work: F,
+) -> Result<Timed<T>, ModelError>
+where
+    T: Send,
+    F: Fn(&mut FaceEngine, usize) -> T + Sync,
+{
+    let workers = workers.max(1);
+    let next = AtomicUsize::new(0);
+    let ready = Barrier::new(workers + 1);
+    let (per_worker, elapsed) = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| -> Result<Vec<(usize, T)>, ModelError> {
+                    let loaded = FaceEngine::load(models, options);
+                    // Wait even on failure, so the barrier always completes.
+                    ready.wait();
+                    let mut engine = loaded?;
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= items {
+                            break;
+                        }
+                        done.push((i, work(&mut engine, i)));
+                    }
+                    Ok(done)
+                })
+            })
+            .collect();
+        ready.wait();
+        let start = Instant::now();
+        let joined: Vec<_> = handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+            .collect();
+        (joined, start.elapsed())
+    });
+    let mut slots: Vec<Option<T>> = (0..items).map(|_| None).collect();
+    for worker in per_worker {
+        for (i, result) in worker? {
+            slots[i] = Some(result);
+        }
+    }
+    // Each index below `items` was taken by exactly one worker.
+    Ok(Timed {
+        results: slots.into_iter().flatten().collect(),
+        elapsed,
+    })
+}
+
+/// Analyses every file, calling `tick` after each. Results keep `paths` order.
 pub fn analyze_files(
     models: &ModelsDir,
     options: EngineOptions,
@@ -30,37 +96,12 @@ pub fn analyze_files(
     paths: &[PathBuf],
     tick: &(dyn Fn() + Sync),
 ) -> Result<Vec<Result<Analysis, ItemError>>, ModelError> {
-    let next = AtomicUsize::new(0);
-    let per_worker = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..workers.max(1))
-            .map(|_| {
-                scope.spawn(|| -> Result<Vec<(usize, Result<Analysis, ItemError>)>, ModelError> {
-                    let mut engine = FaceEngine::load(models, options)?;
-                    let mut done = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(path) = paths.get(i) else { break };
-                        let result = std::fs::read(path)
-                            .map_err(ItemError::from)
-                            .and_then(|bytes| engine.analyze(&bytes).map_err(ItemError::from));
-                        done.push((i, result));
-                        tick();
-                    }
-                    Ok(done)
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
-            .collect::<Vec<_>>()
-    });
-    let mut slots: Vec<Option<Result<Analysis, ItemError>>> = (0..paths.len()).map(|_| None).collect();
-    for worker in per_worker {
-        for (i, result) in worker? {
-            slots[i] = Some(result);
-        }
-    }
-    // Every index below paths.len() was taken by exactly one worker.
-    Ok(slots.into_iter().flatten().collect())
+    let timed = run_parallel(models, options, workers, paths.len(), |engine, i| {
+        let result = std::fs::read(&paths[i])
+            .map_err(ItemError::from)
+            .and_then(|bytes| engine.analyze(&bytes).map_err(ItemError::from));
+        tick();
+        result
+    })?;
+    Ok(timed.results)
 }

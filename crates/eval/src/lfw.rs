@@ -151,7 +151,13 @@ mod tests {
         let folds = parse_pairs(ten).expect("valid");
         assert_eq!(folds.len(), 2);
         assert!(folds[0][0].same && !folds[0][1].same);
-        assert_eq!(folds[1][1].b, ImageId { name: "D".into(), index: 1 });
+        assert_eq!(
+            folds[1][1].b,
+            ImageId {
+                name: "D".into(),
+                index: 1
+            }
+        );
         let dev = parse_pairs("1\nA 1 2\nA 1 B 3\n").expect("valid");
         assert_eq!(dev.len(), 1);
         assert_eq!(parse_pairs("1\nA 1 2\n").unwrap_err().1, "pair list ends early");
@@ -163,7 +169,10 @@ mod tests {
         assert_eq!(parse_index("Ann_Lee", "Ann_Lee_0012.jpg"), Some(12));
         assert_eq!(parse_index("Ann_Lee", "Ann_Leex_0012.jpg"), None);
         let lfw = Lfw::new("/d");
-        let p = lfw.image_path(&ImageId { name: "A_B".into(), index: 3 });
+        let p = lfw.image_path(&ImageId {
+            name: "A_B".into(),
+            index: 3,
+        });
         assert_eq!(p, PathBuf::from("/d/images/A_B/A_B_0003.jpg"));
     }
 }

@@ -70,6 +70,19 @@ pub fn k_fold(folds: &[Vec<Scored>]) -> FoldReport {
     }
 }
 
+/// One fold tested at the threshold chosen on a separate training list
+/// (LFW's View 1: `pairsDevTrain.txt` then `pairsDevTest.txt`).
+pub fn held_out(train: &[Scored], test: &[Scored]) -> FoldReport {
+    let threshold = best_threshold(train);
+    let accuracy = accuracy(test, threshold);
+    FoldReport {
+        accuracies: vec![accuracy],
+        thresholds: vec![threshold],
+        mean_accuracy: accuracy,
+        std_accuracy: 0.0,
+    }
+}
+
 /// TMR at the threshold where the pairs' own FMR is `fmr` (the (k+1)-th
 /// highest impostor score, k = floor(fmr·n)). With few impostors the rate
 /// cannot go below 1/n; the threshold is then the highest impostor score.
@@ -89,7 +102,14 @@ mod tests {
 
     #[test]
     fn best_threshold_is_exact() {
-        let pairs = [(0.1, false), (0.2, false), (0.35, true), (0.3, false), (0.6, true), (0.25, true)];
+        let pairs = [
+            (0.1, false),
+            (0.2, false),
+            (0.35, true),
+            (0.3, false),
+            (0.6, true),
+            (0.25, true),
+        ];
         let t = best_threshold(&pairs);
         assert!((t - 0.325).abs() < 1e-6, "{t}");
         assert_eq!(accuracy(&pairs, t), 5.0 / 6.0);

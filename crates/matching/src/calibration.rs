@@ -40,7 +40,9 @@ impl Calibration {
 
     /// The similarity threshold of a level (1..=5).
     pub fn threshold(&self, level: u8) -> Option<f32> {
-        level.checked_sub(1).and_then(|i| self.thresholds.get(usize::from(i)).copied())
+        level
+            .checked_sub(1)
+            .and_then(|i| self.thresholds.get(usize::from(i)).copied())
     }
 
     /// The rate at which impostor pairs score at least `similarity`,
@@ -114,7 +116,10 @@ mod tests {
         for (level, fmr) in (1..=MAX_LEVEL).zip(LEVEL_FMR) {
             let t = c.threshold(level).expect("level");
             let at = c.false_match_rate(t);
-            assert!(at <= fmr * 1.5 && at >= fmr / 1.5, "level {level}: FMR {at} at its threshold");
+            assert!(
+                at <= fmr * 1.5 && at >= fmr / 1.5,
+                "level {level}: FMR {at} at its threshold"
+            );
         }
     }
 }

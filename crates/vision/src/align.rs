@@ -76,7 +76,11 @@ pub fn estimate_similarity(src: &[Point], dst: &[Point]) -> Similarity {
         cross += px * qy - py * qx;
         norm += px * px + py * py;
     }
-    let (a, b) = if norm > 0.0 { (dot / norm, cross / norm) } else { (1.0, 0.0) };
+    let (a, b) = if norm > 0.0 {
+        (dot / norm, cross / norm)
+    } else {
+        (1.0, 0.0)
+    };
     Similarity {
         a,
         b,
@@ -125,7 +129,12 @@ mod tests {
 
     #[test]
     fn recovers_a_known_transform() {
-        let truth = Similarity { a: 0.8 * 0.3f32.cos(), b: 0.8 * 0.3f32.sin(), tx: 12.5, ty: -7.0 };
+        let truth = Similarity {
+            a: 0.8 * 0.3f32.cos(),
+            b: 0.8 * 0.3f32.sin(),
+            tx: 12.5,
+            ty: -7.0,
+        };
         let src = [
             Point::new(100.0, 120.0),
             Point::new(160.0, 118.0),
@@ -135,7 +144,12 @@ mod tests {
         ];
         let dst: Vec<Point> = src.iter().map(|&p| truth.apply(p)).collect();
         let got = estimate_similarity(&src, &dst);
-        for (g, t) in [(got.a, truth.a), (got.b, truth.b), (got.tx, truth.tx), (got.ty, truth.ty)] {
+        for (g, t) in [
+            (got.a, truth.a),
+            (got.b, truth.b),
+            (got.tx, truth.tx),
+            (got.ty, truth.ty),
+        ] {
             assert!((g - t).abs() < 1e-3, "{got:?} vs {truth:?}");
         }
         let round_trip = got.inverse().apply(got.apply(Point::new(3.0, 4.0)));
@@ -146,8 +160,18 @@ mod tests {
     fn least_squares_under_noise() {
         // Noisy points: the estimate beats the truth-free identity by far and
         // stays close to the generating transform.
-        let truth = Similarity { a: 0.5, b: -0.1, tx: 3.0, ty: 4.0 };
-        let src = [Point::new(0.0, 0.0), Point::new(50.0, 0.0), Point::new(25.0, 30.0), Point::new(5.0, 60.0)];
+        let truth = Similarity {
+            a: 0.5,
+            b: -0.1,
+            tx: 3.0,
+            ty: 4.0,
+        };
+        let src = [
+            Point::new(0.0, 0.0),
+            Point::new(50.0, 0.0),
+            Point::new(25.0, 30.0),
+            Point::new(5.0, 60.0),
+        ];
         let noise = [(0.3, -0.2), (-0.1, 0.4), (0.2, 0.1), (-0.3, -0.3)];
         let dst: Vec<Point> = src
             .iter()
@@ -158,7 +182,10 @@ mod tests {
             })
             .collect();
         let got = estimate_similarity(&src, &dst);
-        assert!((got.a - truth.a).abs() < 0.02 && (got.b - truth.b).abs() < 0.02, "{got:?}");
+        assert!(
+            (got.a - truth.a).abs() < 0.02 && (got.b - truth.b).abs() < 0.02,
+            "{got:?}"
+        );
     }
 
     #[test]
@@ -168,7 +195,10 @@ mod tests {
         let landmarks = ARCFACE_TEMPLATE.map(|p| Point::new(p.x * 1.5 + 20.0, p.y * 1.5 + 10.0));
         for dx in 0..3 {
             for dy in 0..3 {
-                let (x, y) = (landmarks[2].x.round() as u32 + dx - 1, landmarks[2].y.round() as u32 + dy - 1);
+                let (x, y) = (
+                    landmarks[2].x.round() as u32 + dx - 1,
+                    landmarks[2].y.round() as u32 + dy - 1,
+                );
                 image.put_pixel(x, y, Rgb([255, 255, 255]));
             }
         }

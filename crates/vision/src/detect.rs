@@ -232,14 +232,27 @@ mod tests {
         let d = found[0];
         assert!((d.score - 0.9).abs() < 1e-6, "score is sqrt(cls*obj)");
         // centre ((3 + 0.5) * 8, (2 + 0.25) * 8) = (28, 18); size (16, 8)
-        assert_eq!(d.bbox, BoundingBox { x: 20.0, y: 14.0, width: 16.0, height: 8.0 });
+        assert_eq!(
+            d.bbox,
+            BoundingBox {
+                x: 20.0,
+                y: 14.0,
+                width: 16.0,
+                height: 8.0
+            }
+        );
         assert_eq!(d.landmarks[0], Point::new(22.0, 20.0));
         assert!(decode_outputs(&raw, w, h, 0.95).is_empty());
     }
 
     fn det(x: f32, y: f32, size: f32, score: f32) -> Detection {
         Detection {
-            bbox: BoundingBox { x, y, width: size, height: size },
+            bbox: BoundingBox {
+                x,
+                y,
+                width: size,
+                height: size,
+            },
             landmarks: [Point::default(); 5],
             score,
         }
@@ -247,7 +260,15 @@ mod tests {
 
     #[test]
     fn nms_keeps_the_best_of_overlapping_boxes() {
-        let kept = nms(vec![det(0.0, 0.0, 10.0, 0.6), det(1.0, 1.0, 10.0, 0.9), det(50.0, 50.0, 10.0, 0.7)], 0.3, 10);
+        let kept = nms(
+            vec![
+                det(0.0, 0.0, 10.0, 0.6),
+                det(1.0, 1.0, 10.0, 0.9),
+                det(50.0, 50.0, 10.0, 0.7),
+            ],
+            0.3,
+            10,
+        );
         let scores: Vec<f32> = kept.iter().map(|d| d.score).collect();
         assert_eq!(scores, vec![0.9, 0.7]);
     }
@@ -255,7 +276,11 @@ mod tests {
     #[test]
     fn subject_is_large_and_central() {
         // A big corner face loses to a slightly smaller centred face.
-        let found = [det(0.0, 0.0, 60.0, 0.99), det(70.0, 70.0, 55.0, 0.6), det(90.0, 90.0, 20.0, 0.9)];
+        let found = [
+            det(0.0, 0.0, 60.0, 0.99),
+            det(70.0, 70.0, 55.0, 0.6),
+            det(90.0, 90.0, 20.0, 0.9),
+        ];
         assert_eq!(select_subject(&found, 200, 200), Some(1));
         assert_eq!(select_subject(&[], 200, 200), None);
     }

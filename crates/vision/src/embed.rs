@@ -59,8 +59,9 @@ impl Embedder {
         let (_, raw) = outputs[0].try_extract_tensor::<f32>()?;
         raw.chunks_exact(EMBEDDING_DIM)
             .map(|chunk| {
-                Embedding::from_raw(chunk)
-                    .ok_or_else(|| VisionError::Model(ModelError::Ort("SFace returned a zero or non-finite vector".into())))
+                Embedding::from_raw(chunk).ok_or_else(|| {
+                    VisionError::Model(ModelError::Ort("SFace returned a zero or non-finite vector".into()))
+                })
             })
             .collect()
     }

@@ -66,7 +66,12 @@ pub fn head_pose(d: &Detection) -> (f32, f32) {
         return (0.0, 0.0);
     }
     let (ux, uy) = (dx / (2.0 * half_iod), dy / (2.0 * half_iod));
-    let local = |p: Point| ((p.x - eyes.x) * ux + (p.y - eyes.y) * uy, -(p.x - eyes.x) * uy + (p.y - eyes.y) * ux);
+    let local = |p: Point| {
+        (
+            (p.x - eyes.x) * ux + (p.y - eyes.y) * uy,
+            -(p.x - eyes.x) * uy + (p.y - eyes.y) * ux,
+        )
+    };
     let (nose_x, nose_y) = local(d.nose());
     let (_, mouth_y) = local(d.mouth_centre());
     let yaw = -(nose_x / NOSE_DEPTH_OVER_HALF_IOD / half_iod).atan();
@@ -118,7 +123,11 @@ mod tests {
     use crate::types::BoundingBox;
 
     fn with_landmarks(landmarks: [Point; 5]) -> Detection {
-        Detection { bbox: BoundingBox::default(), landmarks, score: 1.0 }
+        Detection {
+            bbox: BoundingBox::default(),
+            landmarks,
+            score: 1.0,
+        }
     }
 
     #[test]
@@ -133,7 +142,12 @@ mod tests {
         lm[2].x += 10.0;
         assert!(head_pose(&with_landmarks(lm)).0 < -15.0);
         // Roll does not change the estimate.
-        let rolled = lm.map(|p| Point::new(p.x * 0.8f32.cos() - p.y * 0.8f32.sin(), p.x * 0.8f32.sin() + p.y * 0.8f32.cos()));
+        let rolled = lm.map(|p| {
+            Point::new(
+                p.x * 0.8f32.cos() - p.y * 0.8f32.sin(),
+                p.x * 0.8f32.sin() + p.y * 0.8f32.cos(),
+            )
+        });
         assert!((head_pose(&with_landmarks(rolled)).0 - head_pose(&with_landmarks(lm)).0).abs() < 0.01);
     }
 
@@ -147,7 +161,9 @@ mod tests {
     #[test]
     fn flat_image_is_not_sharp() {
         assert_eq!(laplacian_variance(&[7.0; 100], 10), 0.0);
-        let checker: Vec<f32> = (0..100).map(|i| if (i % 10 + i / 10) % 2 == 0 { 0.0 } else { 255.0 }).collect();
+        let checker: Vec<f32> = (0..100)
+            .map(|i| if (i % 10 + i / 10) % 2 == 0 { 0.0 } else { 255.0 })
+            .collect();
         assert!(laplacian_variance(&checker, 10) > 1000.0);
     }
 }

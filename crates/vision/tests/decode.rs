@@ -1,0 +1,187 @@
+//! Decoding: formats, colour types, EXIF orientation, limits, corrupt input.
+
+mod support;
+
+use std::io::Cursor;
+
+use facegate_vision::{DecodeError, DecodeLimits, decode};
+use image::{DynamicImage, ImageFormat, Rgb, RgbImage};
+use jpeg_encoder::{ColorType, Encoder};
+use support::{jpeg, stored_for_orientation, test_card};
+
+fn encode(image: DynamicImage, format: ImageFormat) -> Vec<u8> {
+    let mut out = Cursor::new(Vec::new());
+    image.write_to(&mut out, format).expect("encodes");
+    out.into_inner()
+}
+
+fn png(image: DynamicImage) -> Vec<u8> {
+    encode(image, ImageFormat::Png)
+}
+
+fn close(a: Rgb<u8>, b: Rgb<u8>) -> bool {
+    a.0.iter().zip(b.0).all(|(x, y)| x.abs_diff(y) <= 24)
+}
+
+/// Samples the centre of each quadrant.
+fn quadrants(image: &RgbImage) -> [Rgb<u8>; 4] {
+    let (w, h) = image.dimensions();
+    [
+        (w / 4, h / 4),
+        (3 * w / 4, h / 4),
+        (w / 4, 3 * h / 4),
+        (3 * w / 4, 3 * h / 4),
+    ]
+    .map(|(x, y)| *image.get_pixel(x, y))
+}
+
+#[test]
+fn applies_all_eight_exif_orientations() {
+    let upright = test_card(96, 64);
+    let expected = quadrants(&upright);
+    for o in 1..=8 {
+        let bytes = jpeg(&stored_for_orientation(&upright, o), Some(o));
+        let decoded = decode(&bytes, &DecodeLimits::default()).expect("decodes");
+        assert_eq!(decoded.dimensions(), (96, 64), "orientation {o}");
+        let got = quadrants(&decoded);
+        for (g, e) in got.iter().zip(&expected) {
+            assert!(close(*g, *e), "orientation {o}: got {got:?}, want {expected:?}");
+        }
+    }
+}
+
+#[test]
+fn accepts_png_colour_types() {
+    let card = DynamicImage::ImageRgb8(test_card(64, 48));
+    let variants = [
+        ("gray", DynamicImage::ImageLuma8(card.to_luma8())),
+        ("gray+alpha", DynamicImage::ImageLumaA8(card.to_luma_alpha8())),
+        ("rgba", DynamicImage::ImageRgba8(card.to_rgba8())),
+        ("rgb16", DynamicImage::ImageRgb16(card.to_rgb16())),
+        ("rgba16", DynamicImage::ImageRgba16(card.to_rgba16())),
+    ];
+    for (name, image) in variants {
+        let decoded = decode(&png(image), &DecodeLimits::default()).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(decoded.dimensions(), (64, 48), "{name}");
+    }
+    let rgb16 = decode(&png(card.clone()), &DecodeLimits::default()).expect("rgb");
+    assert!(close(*rgb16.get_pixel(8, 8), Rgb([220, 30, 30])));
+}
+
+#[test]
+fn accepts_grayscale_progressive_and_cmyk_jpeg() {
+    let card = test_card(64, 48);
+    let gray = DynamicImage::ImageRgb8(card.clone()).to_luma8();
+    let mut out = Vec::new();
+    Encoder::new(&mut out, 90)
+        .encode(gray.as_raw(), 64, 48, ColorType::Luma)
+        .expect("encodes");
+    assert_eq!(
+        decode(&out, &DecodeLimits::default()).expect("gray").dimensions(),
+        (64, 48)
+    );
+
+    let mut out = Vec::new();
+    let mut progressive = Encoder::new(&mut out, 90);
+    progressive.set_progressive(true);
+    progressive
+        .encode(card.as_raw(), 64, 48, ColorType::Rgb)
+        .expect("encodes");
+    let decoded = decode(&out, &DecodeLimits::default()).expect("progressive");
+    assert!(close(*decoded.get_pixel(8, 8), Rgb([220, 30, 30])));
+
+    // Red (220, 30, 30) is C=35 M=225 Y=225 K=0.
+    for (colour_type, name) in [(ColorType::Cmyk, "cmyk"), (ColorType::CmykAsYcck, "ycck")] {
+        let cmyk: Vec<u8> = card
+            .pixels()
+            .flat_map(|p| [255 - p[0], 255 - p[1], 255 - p[2], 0])
+            .collect();
+        let mut out = Vec::new();
+        Encoder::new(&mut out, 90)
+            .encode(&cmyk, 64, 48, colour_type)
+            .expect("encodes");
+        let decoded = decode(&out, &DecodeLimits::default()).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(decoded.dimensions(), (64, 48), "{name}");
+        let red = *decoded.get_pixel(8, 8);
+        assert!(
+            red[0] > 150 && red[1] < 100 && red[2] < 100,
+            "{name}: top-left is {red:?}"
+        );
+    }
+}
+
+#[test]
+fn judges_format_by_bytes_only() {
+    let limits = DecodeLimits::default();
+    let card = DynamicImage::ImageRgb8(test_card(64, 48));
+    for format in [ImageFormat::Gif, ImageFormat::Bmp, ImageFormat::Tiff, ImageFormat::WebP] {
+        let Ok(bytes) = std::panic::catch_unwind(|| encode(card.clone(), format)) else {
+            continue; // that encoder is not compiled in; the magic-byte cases below still run
+        };
+        assert!(
+            matches!(decode(&bytes, &limits), Err(DecodeError::UnsupportedMediaType)),
+            "{format:?}"
+        );
+    }
+    for bytes in [
+        &b"GIF89a......"[..],
+        b"BM\0\0",
+        b"RIFF\0\0\0\0WEBPVP8 ",
+        b"",
+        b"hello",
+        b"%PDF-1.7",
+    ] {
+        assert!(matches!(decode(bytes, &limits), Err(DecodeError::UnsupportedMediaType)));
+    }
+}
+
+#[test]
+fn enforces_size_limits() {
+    let small = jpeg(&test_card(20, 40), None);
+    assert!(matches!(
+        decode(&small, &DecodeLimits::default()),
+        Err(DecodeError::TooSmall {
+            width: 20,
+            height: 40,
+            min: 32
+        })
+    ));
+    let big = jpeg(&test_card(400, 300), None);
+    let tight = DecodeLimits {
+        max_bytes: big.len() - 1,
+        ..DecodeLimits::default()
+    };
+    assert!(matches!(decode(&big, &tight), Err(DecodeError::TooLarge { .. })));
+    let few_pixels = DecodeLimits {
+        max_pixels: 400 * 300 - 1,
+        ..DecodeLimits::default()
+    };
+    assert!(matches!(
+        decode(&big, &few_pixels),
+        Err(DecodeError::TooManyPixels { .. })
+    ));
+    assert!(decode(&big, &DecodeLimits::default()).is_ok());
+}
+
+#[test]
+fn corrupt_and_truncated_files_give_errors_not_panics() {
+    let limits = DecodeLimits::default();
+    let card = test_card(128, 96);
+    for bytes in [jpeg(&card, None), png(DynamicImage::ImageRgb8(card.clone()))] {
+        // Every truncation point: an error or a (partial) image, never a panic.
+        for cut in (0..bytes.len()).step_by(7) {
+            let _ = decode(&bytes[..cut], &limits);
+        }
+        // Cut to the header alone: clearly an error.
+        assert!(decode(&bytes[..40.min(bytes.len())], &limits).is_err());
+        // Flipped bytes through the body.
+        let mut damaged = bytes.clone();
+        for i in (20..damaged.len()).step_by(13) {
+            damaged[i] ^= 0x5A;
+        }
+        let _ = decode(&damaged, &limits);
+    }
+    let png_bytes = png(DynamicImage::ImageRgb8(card));
+    let err = decode(&png_bytes[..png_bytes.len() / 2], &limits).expect_err("half a PNG");
+    assert!(matches!(err, DecodeError::Corrupt(_)), "{err:?}");
+}
