@@ -1,11 +1,13 @@
 //! The `facegate` command: face engine tools (compare, detect, embed), the
 //! measurement commands (eval, calibrate, bench) and model checks.
 
+mod admin;
 mod bench;
 mod calibrate;
 mod eval;
 mod inspect;
 mod progress;
+mod serve;
 
 use std::path::PathBuf;
 
@@ -15,15 +17,29 @@ use facegate_vision::{EngineOptions, FaceEngine, ModelsDir};
 #[derive(Parser)]
 #[command(name = "facegate", version, about = "Self-hosted face verification")]
 struct Cli {
-    /// Directory holding the models and libonnxruntime.so (see `make setup`).
-    #[arg(long, global = true, env = "FACEGATE_MODELS_DIR", default_value = "models")]
-    models_dir: PathBuf,
+    /// Directory holding the models and libonnxruntime.so (see `make setup`) [default: models].
+    #[arg(long, global = true, env = "FACEGATE_MODELS_DIR")]
+    models_dir: Option<PathBuf>,
+    /// Directory holding the database and signing keys [default: data].
+    #[arg(long, global = true, env = "FACEGATE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the HTTP API server.
+    Serve(serve::ServeArgs),
+    /// Manage tenants.
+    #[command(subcommand)]
+    Tenant(admin::TenantCommand),
+    /// Manage API clients.
+    #[command(subcommand)]
+    Client(admin::ClientCommand),
+    /// Manage token signing keys.
+    #[command(subcommand)]
+    Keys(admin::KeysCommand),
     /// Compare the subjects of two photos.
     Compare(inspect::CompareArgs),
     /// Detect faces: boxes, landmarks and quality.
@@ -50,8 +66,13 @@ enum ModelsCommand {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let models = ModelsDir::new(&cli.models_dir);
+    let models = ModelsDir::new(cli.models_dir.clone().unwrap_or_else(|| PathBuf::from("models")));
+    let data_dir = cli.data_dir.clone().unwrap_or_else(|| PathBuf::from("data"));
     match cli.command {
+        Command::Serve(args) => serve::run(args, cli.data_dir, cli.models_dir),
+        Command::Tenant(cmd) => admin::tenant(&data_dir, cmd),
+        Command::Client(cmd) => admin::client(&data_dir, cmd),
+        Command::Keys(cmd) => admin::keys(&data_dir, cmd),
         Command::Compare(args) => inspect::compare(&models, &args),
         Command::Detect(args) => inspect::detect(&models, &args),
         Command::Embed(args) => inspect::embed(&models, &args),

@@ -1,0 +1,209 @@
+//! Access tokens: ES256 JWTs with a `kid`.
+//!
+//! Verification reads the header only to find the key; the algorithm is
+//! pinned to ES256 (so `alg: none` and HS/RS confusion fail), and exp, nbf,
+//! iss and aud are required and checked.
+
+use jsonwebtoken::{Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::keys::{ALGORITHM, KeyRing};
+use crate::permissions::Permission;
+
+/// Issuer, audience and lifetime of access tokens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenConfig {
+    pub issuer: String,
+    pub audience: String,
+    /// Seconds.
+    pub ttl: i64,
+}
+
+impl Default for TokenConfig {
+    fn default() -> Self {
+        Self {
+            issuer: "facegate".into(),
+            audience: "facegate-api".into(),
+            ttl: 1800,
+        }
+    }
+}
+
+/// The claims of an access token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    pub iss: String,
+    /// The client id.
+    pub sub: String,
+    pub aud: String,
+    pub tenant: String,
+    /// Space-separated permissions.
+    pub scope: String,
+    pub iat: i64,
+    pub nbf: i64,
+    pub exp: i64,
+    pub jti: String,
+}
+
+impl Claims {
+    pub fn has(&self, permission: Permission) -> bool {
+        self.scope.split(' ').any(|s| s == permission.as_str())
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TokenError {
+    #[error("the token is malformed")]
+    Malformed,
+    #[error("the token's algorithm is not accepted")]
+    Algorithm,
+    #[error("the token's signing key is unknown or retired")]
+    UnknownKey,
+    #[error("the token is expired")]
+    Expired,
+    #[error("the token is not valid: {0}")]
+    Invalid(String),
+    #[error("no signing key is available")]
+    NoSigningKey,
+    #[error("signing failed")]
+    Signing,
+    #[error("the operating system's random source failed")]
+    Random,
+}
+
+/// Signs a token for a client.
+pub fn issue(
+    ring: &KeyRing,
+    config: &TokenConfig,
+    client_id: &str,
+    tenant_id: &str,
+    permissions: &[Permission],
+) -> Result<(String, Claims), TokenError> {
+    let key = ring.signing_key().ok_or(TokenError::NoSigningKey)?;
+    let now = crate::now();
+    let claims = Claims {
+        iss: config.issuer.clone(),
+        sub: client_id.into(),
+        aud: config.audience.clone(),
+        tenant: tenant_id.into(),
+        scope: Permission::scope(permissions),
+        iat: now,
+        nbf: now,
+        exp: now + config.ttl,
+        jti: crate::secrets::new_id("").map_err(|_| TokenError::Random)?,
+    };
+    let mut header = Header::new(ALGORITHM);
+    header.kid = Some(key.kid.clone());
+    let token = jsonwebtoken::encode(&header, &claims, key.encoding()).map_err(|_| TokenError::Signing)?;
+    Ok((token, claims))
+}
+
+/// Verifies a token and returns its claims.
+pub fn verify(ring: &KeyRing, config: &TokenConfig, token: &str) -> Result<Claims, TokenError> {
+    let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
+    if header.alg != ALGORITHM {
+        return Err(TokenError::Algorithm);
+    }
+    let kid = header.kid.ok_or(TokenError::UnknownKey)?;
+    let key = ring
+        .verification_key(&kid, crate::now(), config.ttl)
+        .ok_or(TokenError::UnknownKey)?;
+    let mut validation = Validation::new(ALGORITHM);
+    validation.set_issuer(&[&config.issuer]);
+    validation.set_audience(&[&config.audience]);
+    validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
+    validation.validate_nbf = true;
+    validation.leeway = 30;
+    jsonwebtoken::decode::<Claims>(token, key.decoding(), &validation)
+        .map(|data| data.claims)
+        .map_err(|e| match e.kind() {
+            jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
+            kind => TokenError::Invalid(format!("{kind:?}")),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use facegate_storage::SqliteStore;
+
+    fn ring() -> (tempfile::TempDir, SqliteStore, KeyRing) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::in_memory().expect("store");
+        let ring = KeyRing::ensure(&store, dir.path()).expect("ring");
+        (dir, store, ring)
+    }
+
+    #[test]
+    fn issued_tokens_verify_with_their_claims() {
+        let (_dir, _store, ring) = ring();
+        let config = TokenConfig::default();
+        let (token, claims) = issue(&ring, &config, "c1", "t1", &[Permission::FaceMatch]).expect("issues");
+        let verified = verify(&ring, &config, &token).expect("verifies");
+        assert_eq!(verified, claims);
+        assert!(verified.has(Permission::FaceMatch) && !verified.has(Permission::FaceSearch));
+        let header = jsonwebtoken::decode_header(&token).expect("header");
+        assert_eq!(header.alg, ALGORITHM);
+        assert!(header.kid.is_some());
+    }
+
+    #[test]
+    fn rejects_forgeries_and_wrong_audiences() {
+        let (_dir, _store, ring) = ring();
+        let config = TokenConfig::default();
+        let (token, _) = issue(&ring, &config, "c1", "t1", &[Permission::FaceMatch]).expect("issues");
+        let parts: Vec<&str> = token.split('.').collect();
+        // alg: none with the same payload and no signature.
+        let none = format!(
+            "{}.{}.",
+            URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#),
+            parts[1]
+        );
+        assert!(matches!(
+            verify(&ring, &config, &none),
+            Err(TokenError::Malformed | TokenError::Algorithm)
+        ));
+        // HS256 signed with the public key as an HMAC secret.
+        let hs = format!(
+            "{}.{}.{}",
+            URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#),
+            parts[1],
+            parts[2]
+        );
+        assert_eq!(verify(&ring, &config, &hs), Err(TokenError::Algorithm));
+        // A key from another deployment.
+        let (_d2, _s2, other) = self::ring();
+        let (foreign, _) = issue(&other, &config, "c1", "t1", &[]).expect("issues");
+        assert_eq!(verify(&ring, &config, &foreign), Err(TokenError::UnknownKey));
+        let other_audience = TokenConfig {
+            audience: "elsewhere".into(),
+            ..TokenConfig::default()
+        };
+        assert!(matches!(
+            verify(&ring, &other_audience, &token),
+            Err(TokenError::Invalid(_))
+        ));
+        let other_issuer = TokenConfig {
+            issuer: "evil".into(),
+            ..TokenConfig::default()
+        };
+        assert!(matches!(
+            verify(&ring, &other_issuer, &token),
+            Err(TokenError::Invalid(_))
+        ));
+        assert_eq!(verify(&ring, &config, "garbage"), Err(TokenError::Malformed));
+    }
+
+    #[test]
+    fn expired_tokens_fail() {
+        let (_dir, _store, ring) = ring();
+        let past = TokenConfig {
+            ttl: -120,
+            ..TokenConfig::default()
+        };
+        let (token, _) = issue(&ring, &past, "c1", "t1", &[]).expect("issues");
+        assert_eq!(verify(&ring, &TokenConfig::default(), &token), Err(TokenError::Expired));
+    }
+}

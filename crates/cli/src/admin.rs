@@ -1,0 +1,157 @@
+//! `tenant`, `client` and `keys`: administration on the data directory.
+
+use std::path::Path;
+
+use anyhow::Result;
+use clap::Subcommand;
+use facegate_server::admin::Admin;
+use serde_json::json;
+
+#[derive(Subcommand)]
+pub enum TenantCommand {
+    /// Create a tenant.
+    Create {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List tenants.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ClientCommand {
+    /// Create an API client; its secret is printed once.
+    Create {
+        /// Tenant id or name.
+        #[arg(long)]
+        tenant: String,
+        /// Comma-separated: face:match, face:session, face:search,
+        /// face:search:insert, face:search:delete; or all.
+        #[arg(long)]
+        permissions: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List clients (never their secrets).
+    List {
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a client: its token requests and tokens stop working.
+    Revoke {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum KeysCommand {
+    /// Create a new signing key; older keys verify until their tokens expire.
+    Rotate {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn tenant(data_dir: &Path, cmd: TenantCommand) -> Result<()> {
+    let admin = Admin::open(data_dir)?;
+    match cmd {
+        TenantCommand::Create { name, json } => {
+            let t = admin.create_tenant(&name)?;
+            if json {
+                println!("{}", json!({"tenantId": t.id, "name": t.name}));
+            } else {
+                println!("created tenant {} ({})", t.name, t.id);
+            }
+        }
+        TenantCommand::List { json } => {
+            let tenants = admin.tenants()?;
+            if json {
+                let list: Vec<_> = tenants
+                    .iter()
+                    .map(|t| json!({"tenantId": t.id, "name": t.name}))
+                    .collect();
+                println!("{}", serde_json::Value::Array(list));
+            } else {
+                for t in tenants {
+                    println!("{}\t{}", t.id, t.name);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn client(data_dir: &Path, cmd: ClientCommand) -> Result<()> {
+    let admin = Admin::open(data_dir)?;
+    match cmd {
+        ClientCommand::Create {
+            tenant,
+            permissions,
+            json,
+        } => {
+            let (c, t, secret) = admin.create_client(&tenant, &permissions)?;
+            if json {
+                println!(
+                    "{}",
+                    json!({"clientId": c.id, "clientSecret": secret, "tenant": t.id, "permissions": c.permissions})
+                );
+            } else {
+                println!(
+                    "client_id:     {}\nclient_secret: {secret}\ntenant:        {} ({})",
+                    c.id, t.name, t.id
+                );
+                println!(
+                    "permissions:   {}\nThe secret is shown only now; store it safely.",
+                    c.permissions.join(",")
+                );
+            }
+        }
+        ClientCommand::List { tenant, json } => {
+            let clients = admin.clients(tenant.as_deref())?;
+            let rows: Vec<_> = clients
+                .iter()
+                .map(|c| {
+                    json!({"clientId": c.id, "tenant": c.tenant_id, "permissions": c.permissions,
+                           "createdAt": c.created_at, "revokedAt": c.revoked_at})
+                })
+                .collect();
+            if json {
+                println!("{}", serde_json::Value::Array(rows));
+            } else {
+                for c in clients {
+                    let state = if c.revoked_at.is_some() { "revoked" } else { "active" };
+                    println!("{}\t{}\t{}\t{}", c.id, c.tenant_id, state, c.permissions.join(","));
+                }
+            }
+        }
+        ClientCommand::Revoke { id, json } => {
+            admin.revoke_client(&id)?;
+            if json {
+                println!("{}", json!({"clientId": id, "revoked": true}));
+            } else {
+                println!("revoked {id}");
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn keys(data_dir: &Path, cmd: KeysCommand) -> Result<()> {
+    let admin = Admin::open(data_dir)?;
+    let KeysCommand::Rotate { json } = cmd;
+    let kid = admin.rotate_keys()?;
+    if json {
+        println!("{}", json!({"kid": kid}));
+    } else {
+        println!("new signing key {kid}; a running server picks it up within 15 s");
+    }
+    Ok(())
+}

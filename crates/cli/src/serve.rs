@@ -1,0 +1,75 @@
+//! `facegate serve`: the HTTP API.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use facegate_server::admin::Admin;
+use facegate_server::{Application, LogFormat, PartialConfig, shutdown_signal, telemetry};
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "FACEGATE_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// TOML file with any of the settings (lower priority than flags and env).
+    #[arg(long, env = "FACEGATE_CONFIG")]
+    config: Option<PathBuf>,
+    /// text or json [default: text].
+    #[arg(long, env = "FACEGATE_LOG_FORMAT")]
+    log_format: Option<LogFormat>,
+    /// Inference worker threads [default: one per core].
+    #[arg(long, env = "FACEGATE_WORKERS")]
+    workers: Option<usize>,
+    /// Inference jobs that may wait before the API answers 503 [default: 64].
+    #[arg(long, env = "FACEGATE_QUEUE_CAPACITY")]
+    queue_capacity: Option<usize>,
+}
+
+pub fn run(args: ServeArgs, data_dir: Option<PathBuf>, models_dir: Option<PathBuf>) -> Result<()> {
+    let flags = PartialConfig {
+        listen: args.listen,
+        data_dir,
+        models_dir,
+        log_format: args.log_format,
+        workers: args.workers,
+        queue_capacity: args.queue_capacity,
+        ..PartialConfig::default()
+    };
+    let file = args
+        .config
+        .as_deref()
+        .map(PartialConfig::from_file)
+        .transpose()?
+        .unwrap_or_default();
+    let config = flags.or(file).resolve()?;
+    telemetry::init_logging(config.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let data_dir = config.data_dir.clone();
+        let app = Application::build(config).await?;
+        let addr = app.local_addr()?;
+        tracing::info!(%addr, data_dir = %data_dir.display(), "facegate is listening");
+        if !Admin::open(&data_dir)?.has_clients()? {
+            print_first_start_help(&data_dir, addr);
+        }
+        app.run_until(shutdown_signal()).await?;
+        Ok(())
+    })
+}
+
+fn print_first_start_help(data_dir: &std::path::Path, addr: SocketAddr) {
+    let d = data_dir.display();
+    eprintln!(
+        "\nNo API clients yet. Create one (in another shell, from this directory):\n\
+         \n  ./target/release/facegate tenant create acme --data-dir {d}\
+         \n  ./target/release/facegate client create --tenant acme --permissions all --data-dir {d}\n\
+         \nThen get a token:\n\
+         \n  curl -s http://{addr}/api/oauth/token -d grant_type=client_credentials -d client_id=ID -d client_secret=SECRET\n\
+         \nAPI docs: http://{addr}/docs\n"
+    );
+}

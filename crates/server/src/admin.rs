@@ -1,0 +1,101 @@
+//! Administration of tenants, API clients and signing keys, for the CLI.
+//! It works on the data directory directly, whether or not a server runs.
+
+use std::path::{Path, PathBuf};
+
+use facegate_auth::keys::KeyError;
+use facegate_auth::permissions::UnknownPermission;
+use facegate_auth::secrets::{self, SecretError};
+use facegate_auth::{KeyRing, Permission};
+use facegate_storage::{Client, SqliteStore, Store, StoreError, Tenant};
+
+use crate::startup::{DataPaths, StartError, open_store};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error(transparent)]
+    Start(#[from] StartError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    #[error(transparent)]
+    Permission(#[from] UnknownPermission),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+pub struct Admin {
+    store: SqliteStore,
+    keys_dir: PathBuf,
+}
+
+impl Admin {
+    pub fn open(data_dir: &Path) -> Result<Self, AdminError> {
+        Ok(Self {
+            store: open_store(data_dir)?,
+            keys_dir: DataPaths::new(data_dir).keys,
+        })
+    }
+
+    pub fn create_tenant(&self, name: &str) -> Result<Tenant, AdminError> {
+        let name = name.trim();
+        if name.is_empty() || name.len() > 100 || name.chars().any(char::is_control) {
+            return Err(AdminError::Invalid(
+                "a tenant name is 1 to 100 printable characters".into(),
+            ));
+        }
+        let tenant = Tenant {
+            id: secrets::new_id("t_")?,
+            name: name.into(),
+            created_at: facegate_auth::now(),
+        };
+        self.store.create_tenant(&tenant)?;
+        Ok(tenant)
+    }
+
+    pub fn tenants(&self) -> Result<Vec<Tenant>, AdminError> {
+        Ok(self.store.tenants()?)
+    }
+
+    /// Creates a client; returns it with its secret, which is not stored.
+    pub fn create_client(&self, tenant: &str, permissions: &str) -> Result<(Client, Tenant, String), AdminError> {
+        let tenant = self.store.find_tenant(tenant)?;
+        let permissions = Permission::parse_list(permissions)?;
+        if permissions.is_empty() {
+            return Err(AdminError::Invalid("give at least one permission, or all".into()));
+        }
+        let secret = secrets::new_secret()?;
+        let client = Client {
+            id: secrets::new_client_id()?,
+            tenant_id: tenant.id.clone(),
+            secret_hash: secrets::hash_secret(&secret)?,
+            permissions: permissions.iter().map(|p| p.as_str().to_string()).collect(),
+            created_at: facegate_auth::now(),
+            revoked_at: None,
+        };
+        self.store.create_client(&client)?;
+        Ok((client, tenant, secret))
+    }
+
+    pub fn clients(&self, tenant: Option<&str>) -> Result<Vec<Client>, AdminError> {
+        let tenant_id = tenant.map(|t| self.store.find_tenant(t)).transpose()?.map(|t| t.id);
+        Ok(self.store.clients(tenant_id.as_deref())?)
+    }
+
+    pub fn revoke_client(&self, id: &str) -> Result<(), AdminError> {
+        Ok(self.store.revoke_client(id, facegate_auth::now())?)
+    }
+
+    /// A new signing key; the old ones verify until their tokens expire.
+    pub fn rotate_keys(&self) -> Result<String, AdminError> {
+        KeyRing::ensure(&self.store, &self.keys_dir)?;
+        Ok(KeyRing::rotate(&self.store, &self.keys_dir)?)
+    }
+
+    pub fn has_clients(&self) -> Result<bool, AdminError> {
+        Ok(!self.store.clients(None)?.is_empty())
+    }
+}

@@ -1,0 +1,198 @@
+//! Server configuration, layered: command-line flags, then `FACEGATE_*`
+//! environment variables (both through clap in the CLI), then an optional
+//! TOML file, then the embedded defaults.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use facegate_auth::TokenConfig;
+use facegate_vision::DecodeLimits;
+use serde::Deserialize;
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!("log format must be text or json, not {other:?}")),
+        }
+    }
+}
+
+/// The resolved configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub models_dir: PathBuf,
+    pub log_format: LogFormat,
+    /// Inference worker threads (one engine each).
+    pub workers: usize,
+    /// Inference jobs that may wait; beyond this the API answers 503.
+    pub queue_capacity: usize,
+    pub tokens: TokenConfig,
+    pub limits: DecodeLimits,
+    /// Largest request body, in bytes (two base64 images fit).
+    pub body_limit: usize,
+    /// Smallest accepted distance between the eyes, in pixels.
+    pub min_interocular: f32,
+    /// Failed token requests allowed per client id per minute.
+    pub failed_auth_per_minute: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("data"),
+            models_dir: PathBuf::from("models"),
+            log_format: LogFormat::Text,
+            workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            queue_capacity: 64,
+            tokens: TokenConfig::default(),
+            limits: DecodeLimits::default(),
+            body_limit: 16 * 1024 * 1024,
+            min_interocular: 12.0,
+            failed_auth_per_minute: 5,
+        }
+    }
+}
+
+/// Any subset of the settings: from flags, the environment or a file.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PartialConfig {
+    pub listen: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+    pub models_dir: Option<PathBuf>,
+    pub log_format: Option<LogFormat>,
+    pub workers: Option<usize>,
+    pub queue_capacity: Option<usize>,
+    pub token_ttl: Option<i64>,
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+    pub max_image_bytes: Option<usize>,
+    pub max_image_pixels: Option<u64>,
+    pub min_interocular: Option<f32>,
+    pub failed_auth_per_minute: Option<u32>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid setting: {0}")]
+    Invalid(String),
+}
+
+impl PartialConfig {
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.into(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Settings from `self`, falling back to `lower` field by field.
+    pub fn or(self, lower: PartialConfig) -> PartialConfig {
+        PartialConfig {
+            listen: self.listen.or(lower.listen),
+            data_dir: self.data_dir.or(lower.data_dir),
+            models_dir: self.models_dir.or(lower.models_dir),
+            log_format: self.log_format.or(lower.log_format),
+            workers: self.workers.or(lower.workers),
+            queue_capacity: self.queue_capacity.or(lower.queue_capacity),
+            token_ttl: self.token_ttl.or(lower.token_ttl),
+            issuer: self.issuer.or(lower.issuer),
+            audience: self.audience.or(lower.audience),
+            max_image_bytes: self.max_image_bytes.or(lower.max_image_bytes),
+            max_image_pixels: self.max_image_pixels.or(lower.max_image_pixels),
+            min_interocular: self.min_interocular.or(lower.min_interocular),
+            failed_auth_per_minute: self.failed_auth_per_minute.or(lower.failed_auth_per_minute),
+        }
+    }
+
+    /// Fills the gaps with the defaults and checks the result.
+    pub fn resolve(self) -> Result<Config, ConfigError> {
+        let d = Config::default();
+        let config = Config {
+            listen: self.listen.unwrap_or(d.listen),
+            data_dir: self.data_dir.unwrap_or(d.data_dir),
+            models_dir: self.models_dir.unwrap_or(d.models_dir),
+            log_format: self.log_format.unwrap_or(d.log_format),
+            workers: self.workers.unwrap_or(d.workers),
+            queue_capacity: self.queue_capacity.unwrap_or(d.queue_capacity),
+            tokens: TokenConfig {
+                issuer: self.issuer.unwrap_or(d.tokens.issuer),
+                audience: self.audience.unwrap_or(d.tokens.audience),
+                ttl: self.token_ttl.unwrap_or(d.tokens.ttl),
+            },
+            limits: DecodeLimits {
+                max_bytes: self.max_image_bytes.unwrap_or(d.limits.max_bytes),
+                max_pixels: self.max_image_pixels.unwrap_or(d.limits.max_pixels),
+                ..d.limits
+            },
+            body_limit: d.body_limit,
+            min_interocular: self.min_interocular.unwrap_or(d.min_interocular),
+            failed_auth_per_minute: self.failed_auth_per_minute.unwrap_or(d.failed_auth_per_minute),
+        };
+        if config.workers == 0 || config.queue_capacity == 0 {
+            return Err(ConfigError::Invalid(
+                "workers and queue-capacity must be at least 1".into(),
+            ));
+        }
+        if config.tokens.ttl <= 0 {
+            return Err(ConfigError::Invalid("token-ttl must be positive".into()));
+        }
+        // Two images as base64 (4/3 larger) plus the JSON around them.
+        let body_limit = (config.limits.max_bytes * 4 / 3 + 1024) * 2 + 64 * 1024;
+        Ok(Config { body_limit, ..config })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_beat_file_beat_defaults() {
+        let file: PartialConfig =
+            toml::from_str("listen = \"0.0.0.0:9000\"\nworkers = 3\ntoken-ttl = 600\n").expect("toml");
+        let flags = PartialConfig {
+            workers: Some(1),
+            ..PartialConfig::default()
+        };
+        let config = flags.or(file).resolve().expect("valid");
+        assert_eq!(config.workers, 1);
+        assert_eq!(config.listen.port(), 9000);
+        assert_eq!(config.tokens.ttl, 600);
+        assert_eq!(config.data_dir, PathBuf::from("data"));
+        assert!(config.body_limit > 2 * 5 * 1024 * 1024 * 4 / 3);
+    }
+
+    #[test]
+    fn rejects_unknown_keys_and_bad_values() {
+        assert!(toml::from_str::<PartialConfig>("listn = \"x\"").is_err());
+        let zero = PartialConfig {
+            workers: Some(0),
+            ..PartialConfig::default()
+        };
+        assert!(zero.resolve().is_err());
+    }
+}

@@ -1,0 +1,140 @@
+//! `POST /api/v1/face/match`: 1:1 comparison of two photos.
+
+use axum::extract::State;
+use facegate_auth::Permission;
+use facegate_matching::{calibration_for, check_level};
+use facegate_vision::{Analysis, MODEL_VERSION};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::auth::Caller;
+use crate::error::{ApiError, ErrorBody, ErrorCode};
+use crate::extract::{ApiJson, base64_image};
+use crate::inference::PoolError;
+use crate::state::AppState;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MatchRequest {
+    /// The reference photo (e.g. from an ID document), base64 JPEG or PNG;
+    /// a `data:image/...;base64,` prefix is accepted.
+    pub source_image: String,
+    /// The photo to compare, base64 JPEG or PNG.
+    pub target_image: String,
+    /// The level (1..5) the pair must reach to match. Default 3.
+    #[schema(minimum = 1, maximum = 5, example = 3)]
+    pub minimum_match_level: Option<i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FaceCounts {
+    pub source: usize,
+    pub target: usize,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MatchResponse {
+    /// Whether `matchLevel` ≥ `minimumMatchLevel`.
+    #[serde(rename = "match")]
+    pub is_match: bool,
+    /// 0..5: the highest level whose threshold the similarity reaches.
+    pub match_level: u8,
+    /// facegate addition: cosine similarity of the two faces.
+    pub similarity: f32,
+    /// facegate addition: the estimated false-match rate at this similarity.
+    pub false_match_rate: f64,
+    /// facegate addition: faces found in each image.
+    pub faces: FaceCounts,
+    /// facegate addition: the model that made the templates.
+    pub model_version: &'static str,
+}
+
+/// Compare the faces in two photos.
+#[utoipa::path(
+    post, path = "/api/v1/face/match", tag = "face",
+    request_body = MatchRequest,
+    security(("bearer" = ["face:match"])),
+    responses(
+        (status = 200, description = "The comparison", body = MatchResponse),
+        (status = 400, description = "Invalid JSON, missing field, bad base64, level out of range, corrupt or too small image, no face, face too small", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "The token lacks face:match", body = ErrorBody),
+        (status = 413, description = "An image over 5 MB, or a body over its limit", body = ErrorBody),
+        (status = 415, description = "An image that is not JPEG or PNG, or a body that is not JSON", body = ErrorBody),
+        (status = 503, description = "The inference queue is full; retry after the Retry-After seconds", body = ErrorBody),
+    )
+)]
+pub async fn face_match(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(request): ApiJson<MatchRequest>,
+) -> Result<axum::Json<MatchResponse>, ApiError> {
+    caller.require(Permission::FaceMatch)?;
+    let minimum = check_level(request.minimum_match_level.unwrap_or(3))
+        .map_err(|e| ApiError::new(ErrorCode::InvalidMatchLevel, e.to_string()))?;
+    let (source, target) = tokio::join!(
+        analyze(&state, "sourceImage", request.source_image),
+        analyze(&state, "targetImage", request.target_image)
+    );
+    let (source, target) = (source?, target?);
+    let calibration =
+        calibration_for(MODEL_VERSION).ok_or_else(|| ApiError::internal("no calibration for the model"))?;
+    let similarity = source.face.embedding.cosine(&target.face.embedding);
+    let level = calibration.match_level(similarity);
+    Ok(axum::Json(MatchResponse {
+        is_match: level >= minimum,
+        match_level: level,
+        similarity,
+        false_match_rate: calibration.false_match_rate(similarity),
+        faces: FaceCounts {
+            source: source.faces_found,
+            target: target.faces_found,
+        },
+        model_version: MODEL_VERSION,
+    }))
+}
+
+/// Decodes a base64 field and analyses it on the inference pool.
+pub async fn analyze(state: &AppState, field: &'static str, base64: String) -> Result<Analysis, ApiError> {
+    let max_bytes = state.config.limits.max_bytes;
+    let min_interocular = state.config.min_interocular;
+    let result = state
+        .pool
+        .run(move |engine| -> Result<Analysis, ApiError> {
+            let bytes = base64_image(field, &base64, max_bytes)?;
+            let analysis = engine.analyze(&bytes).map_err(|e| ApiError::from_vision(field, e))?;
+            record_stages(&analysis);
+            if analysis.face.quality.interocular < min_interocular {
+                return Err(ApiError::new(
+                    ErrorCode::FaceTooSmall,
+                    format!(
+                        "{field}: the face is too small (eyes {:.0} px apart, {min_interocular:.0} needed)",
+                        analysis.face.quality.interocular
+                    ),
+                ));
+            }
+            Ok(analysis)
+        })
+        .await;
+    match result {
+        Ok(inner) => inner,
+        Err(PoolError::Busy) => {
+            Err(ApiError::new(ErrorCode::Busy, "the server is at capacity; retry shortly").retry_after(1))
+        }
+        Err(PoolError::Failed) => Err(ApiError::internal("an inference job failed")),
+    }
+}
+
+fn record_stages(a: &Analysis) {
+    let t = a.timings;
+    for (stage, d) in [
+        ("decode", t.decode),
+        ("detect", t.detect),
+        ("align", t.align),
+        ("embed", t.embed),
+    ] {
+        metrics::histogram!("facegate_stage_duration_seconds", "stage" => stage).record(d.as_secs_f64());
+    }
+}

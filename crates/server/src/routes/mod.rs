@@ -1,0 +1,6 @@
+//! One module per resource.
+
+pub mod docs;
+pub mod face_match;
+pub mod ops;
+pub mod token;

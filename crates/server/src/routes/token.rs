@@ -1,0 +1,141 @@
+//! `POST /api/oauth/token`: OAuth2 client credentials.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use facegate_auth::{Permission, secrets, tokens};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::error::{ApiError, ErrorBody, ErrorCode};
+use crate::extract::ApiForm;
+use crate::state::AppState;
+
+/// Form fields (`application/x-www-form-urlencoded`). The client may instead
+/// send its id and secret with HTTP Basic authentication.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct TokenRequest {
+    #[schema(example = "client_credentials")]
+    pub grant_type: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenResponse {
+    /// A signed JWT (ES256, with `kid`).
+    pub access_token: String,
+    #[schema(example = "bearer")]
+    pub token_type: &'static str,
+    /// Seconds until the token expires.
+    #[schema(example = 1800)]
+    pub expires_in: i64,
+    /// Space-separated permissions.
+    #[schema(example = "face:match face:search")]
+    pub scope: String,
+    pub jti: String,
+}
+
+/// A real argon2id hash, checked when the client id is unknown so that
+/// unknown and known ids cost the same time.
+static DUMMY_HASH: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| secrets::hash_secret("facegate-unknown-client").unwrap_or_default());
+
+fn invalid_client() -> ApiError {
+    ApiError::new(ErrorCode::InvalidClient, "client authentication failed")
+}
+
+/// Issue an access token.
+#[utoipa::path(
+    post, path = "/api/oauth/token", tag = "auth",
+    request_body(content = TokenRequest, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "A bearer token", body = TokenResponse),
+        (status = 400, description = "Missing fields or a grant type other than client_credentials", body = ErrorBody),
+        (status = 401, description = "Unknown client, wrong secret, or revoked client", body = ErrorBody),
+        (status = 429, description = "Too many failed attempts for this client id", body = ErrorBody),
+    )
+)]
+pub async fn issue_token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiForm(form): ApiForm<TokenRequest>,
+) -> Result<Response, ApiError> {
+    match form.grant_type.as_deref() {
+        Some("client_credentials") => {}
+        Some(_) => {
+            return Err(ApiError::new(
+                ErrorCode::UnsupportedGrantType,
+                "grant_type must be client_credentials",
+            ));
+        }
+        None => return Err(ApiError::new(ErrorCode::InvalidRequest, "grant_type is required")),
+    }
+    let (client_id, secret) = credentials(&headers, form.client_id, form.client_secret)?;
+    if let Err(wait) = state.limiter.check(&client_id) {
+        return Err(
+            ApiError::new(ErrorCode::TooManyAttempts, "too many failed attempts; try again later").retry_after(wait),
+        );
+    }
+    let lookup_id = client_id.clone();
+    let client = state
+        .store(move |s| match s.client(&lookup_id) {
+            Ok(c) => Ok(Some(c)),
+            Err(facegate_storage::StoreError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        })
+        .await?;
+    let hash = client
+        .as_ref()
+        .map_or_else(|| DUMMY_HASH.clone(), |c| c.secret_hash.clone());
+    // argon2 costs tens of milliseconds of CPU: keep it off the async threads.
+    let verified = tokio::task::spawn_blocking(move || secrets::verify_secret(&secret, &hash))
+        .await
+        .map_err(ApiError::internal)?;
+    let client = match client {
+        Some(c) if verified && c.revoked_at.is_none() => c,
+        _ => {
+            state.limiter.record_failure(&client_id);
+            return Err(invalid_client());
+        }
+    };
+    state.limiter.record_success(&client_id);
+    let permissions: Vec<Permission> = client.permissions.iter().filter_map(|p| p.parse().ok()).collect();
+    let (token, claims) = tokens::issue(
+        &state.keys(),
+        &state.config.tokens,
+        &client.id,
+        &client.tenant_id,
+        &permissions,
+    )
+    .map_err(ApiError::internal)?;
+    let body = TokenResponse {
+        access_token: token,
+        token_type: "bearer",
+        expires_in: claims.exp - claims.iat,
+        scope: claims.scope,
+        jti: claims.jti,
+    };
+    let mut response = axum::Json(body).into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+/// The client id and secret, from the form or from HTTP Basic.
+fn credentials(headers: &HeaderMap, id: Option<String>, secret: Option<String>) -> Result<(String, String), ApiError> {
+    if let (Some(id), Some(secret)) = (id.clone(), secret.clone()) {
+        return Ok((id, secret));
+    }
+    let basic = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .and_then(|b| STANDARD.decode(b.trim()).ok())
+        .and_then(|raw| String::from_utf8(raw).ok())
+        .and_then(|pair| pair.split_once(':').map(|(i, s)| (i.to_string(), s.to_string())));
+    basic.ok_or_else(|| ApiError::new(ErrorCode::InvalidRequest, "client_id and client_secret are required"))
+}

@@ -1,0 +1,193 @@
+//! Building and running the application.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::HeaderName;
+use axum::routing::{get, post};
+use facegate_auth::KeyRing;
+use facegate_auth::keys::KeyError;
+use facegate_storage::{SqliteStore, Store, StoreError};
+use facegate_vision::{EngineOptions, ModelError, ModelsDir};
+use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::config::Config;
+use crate::error::{ApiError, ErrorCode, render_errors};
+use crate::inference::InferencePool;
+use crate::routes::{docs, face_match, ops, token};
+use crate::state::AppState;
+use crate::telemetry::metrics_handle;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The paths under a data directory.
+pub struct DataPaths {
+    pub database: std::path::PathBuf,
+    pub keys: std::path::PathBuf,
+}
+
+impl DataPaths {
+    pub fn new(data_dir: &std::path::Path) -> Self {
+        Self {
+            database: data_dir.join("facegate.db"),
+            keys: data_dir.join("keys"),
+        }
+    }
+}
+
+/// Opens (creating if needed) the store under `data_dir`.
+pub fn open_store(data_dir: &std::path::Path) -> Result<SqliteStore, StartError> {
+    std::fs::create_dir_all(data_dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(SqliteStore::open(&DataPaths::new(data_dir).database)?)
+}
+
+/// A bound, ready-to-run server.
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    state: AppState,
+}
+
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+impl Application {
+    /// Opens the store, loads the keys and the models, and binds the port.
+    pub async fn build(config: Config) -> Result<Self, StartError> {
+        let store: Arc<dyn Store> = Arc::new(open_store(&config.data_dir)?);
+        let keys_dir = DataPaths::new(&config.data_dir).keys;
+        let ring = {
+            let (store, dir) = (Arc::clone(&store), keys_dir.clone());
+            tokio::task::spawn_blocking(move || KeyRing::ensure(store.as_ref(), &dir))
+                .await
+                .map_err(std::io::Error::other)??
+        };
+        let pool = {
+            let models = ModelsDir::new(&config.models_dir);
+            let options = EngineOptions {
+                limits: config.limits,
+                ..EngineOptions::default()
+            };
+            let (workers, capacity) = (config.workers, config.queue_capacity);
+            tokio::task::spawn_blocking(move || InferencePool::start(&models, options, workers, capacity))
+                .await
+                .map_err(std::io::Error::other)??
+        };
+        let listener = TcpListener::bind(config.listen).await?;
+        let state = AppState::new(config, store, ring, pool, metrics_handle());
+        spawn_housekeeping(state.clone(), keys_dir);
+        Ok(Self {
+            listener,
+            router: router(state.clone()),
+            state,
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then finishes in-flight requests.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+}
+
+/// Reloads the key ring (so `facegate keys rotate` takes effect) and runs
+/// the metrics exporter's upkeep.
+fn spawn_housekeeping(state: AppState, keys_dir: std::path::PathBuf) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(15));
+        loop {
+            tick.tick().await;
+            let (store, dir) = (Arc::clone(&state.store), keys_dir.clone());
+            match tokio::task::spawn_blocking(move || KeyRing::load(store.as_ref(), &dir)).await {
+                Ok(Ok(ring)) => state.set_keys(ring),
+                Ok(Err(e)) => tracing::warn!(error = %e, "reloading signing keys failed"),
+                Err(e) => tracing::warn!(error = %e, "reloading signing keys panicked"),
+            }
+            state.metrics.run_upkeep();
+        }
+    });
+}
+
+/// Every route, with the middleware stack.
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.config.body_limit;
+    let api = Router::new()
+        .route("/api/oauth/token", post(token::issue_token))
+        .route("/api/v1/face/match", post(face_match::face_match))
+        .route("/api/v1/openapi.json", get(docs::openapi_json))
+        .route("/api/v1/openapi.yaml", get(docs::openapi_yaml))
+        .route("/docs", get(docs::docs_page))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route_layer(axum::middleware::from_fn(ops::track))
+        .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such resource") })
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state);
+    api.layer(CatchPanicLayer::new())
+        .layer(axum::middleware::from_fn(render_errors))
+        .layer(PropagateRequestIdLayer::new(X_REQUEST_ID))
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
+            let id = request
+                .headers()
+                .get(X_REQUEST_ID)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id)
+        }))
+        .layer(SetRequestIdLayer::new(X_REQUEST_ID, MakeRequestUuid))
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}

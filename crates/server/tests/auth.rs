@@ -1,0 +1,258 @@
+//! The token flow and bearer-token checks, over HTTP.
+
+mod support;
+
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use facegate_auth::{KeyRing, Permission, TokenConfig, tokens};
+use serde_json::{Value, json};
+use support::{TestApp, assert_error};
+
+const MATCH: &str = "/api/v1/face/match";
+
+fn any_body() -> Value {
+    json!({"sourceImage": "x", "targetImage": "x"})
+}
+
+#[tokio::test]
+async fn client_credentials_issue_a_verifiable_token() {
+    let app = TestApp::spawn().await;
+    let c = app.client("acme", "face:match,face:search");
+    let response = app
+        .token_response(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", &c.id),
+            ("client_secret", &c.secret),
+        ])
+        .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["token_type"], "bearer");
+    assert_eq!(body["expires_in"], 1800);
+    assert_eq!(body["scope"], "face:match face:search");
+    assert!(body["jti"].as_str().is_some_and(|j| !j.is_empty()));
+    let token = body["access_token"].as_str().expect("token");
+    let header = jsonwebtoken::decode_header(token).expect("JWT header");
+    assert_eq!(header.alg, jsonwebtoken::Algorithm::ES256);
+    assert!(header.kid.is_some());
+    let payload: Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(token.split('.').nth(1).expect("payload"))
+            .expect("base64"),
+    )
+    .expect("claims");
+    for claim in ["iss", "sub", "aud", "tenant", "scope", "iat", "nbf", "exp", "jti"] {
+        assert!(!payload[claim].is_null(), "claim {claim}");
+    }
+    assert_eq!(payload["sub"], c.id.as_str());
+    assert_eq!(payload["tenant"], c.tenant.as_str());
+
+    // HTTP Basic works as well as form fields.
+    let basic = STANDARD.encode(format!("{}:{}", c.id, c.secret));
+    let response = app
+        .http
+        .post(app.url("/api/oauth/token"))
+        .header("authorization", format!("Basic {basic}"))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test]
+async fn bad_token_requests_are_refused() {
+    let app = TestApp::spawn().await;
+    let c = app.client("acme", "all");
+    let cc = "client_credentials";
+    let wrong = app
+        .token_response(&[("grant_type", cc), ("client_id", &c.id), ("client_secret", "nope")])
+        .await;
+    assert_error(wrong, 401, "invalid_client").await;
+    let unknown = app
+        .token_response(&[("grant_type", cc), ("client_id", "fgc_x"), ("client_secret", "y")])
+        .await;
+    assert_error(unknown, 401, "invalid_client").await;
+    let grant = app
+        .token_response(&[
+            ("grant_type", "password"),
+            ("client_id", &c.id),
+            ("client_secret", &c.secret),
+        ])
+        .await;
+    assert_error(grant, 400, "unsupported_grant_type").await;
+    let no_grant = app
+        .token_response(&[("client_id", &c.id), ("client_secret", &c.secret)])
+        .await;
+    assert_error(no_grant, 400, "invalid_request").await;
+    let no_secret = app.token_response(&[("grant_type", cc), ("client_id", &c.id)]).await;
+    assert_error(no_secret, 400, "invalid_request").await;
+    let json_body = app
+        .http
+        .post(app.url("/api/oauth/token"))
+        .json(&json!({"grant_type": cc}))
+        .send()
+        .await
+        .expect("request");
+    assert_error(json_body, 415, "unsupported_content_type").await;
+}
+
+#[tokio::test]
+async fn revoked_clients_lose_tokens_and_existing_tokens() {
+    let app = TestApp::spawn().await;
+    let c = app.client("acme", "face:match");
+    let token = app.token(&c).await;
+    app.admin().revoke_client(&c.id).expect("revoke");
+    let again = app
+        .token_response(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", &c.id),
+            ("client_secret", &c.secret),
+        ])
+        .await;
+    assert_error(again, 401, "invalid_client").await;
+    let used = app.post_json(MATCH, &token, &any_body()).await;
+    assert_error(used, 401, "unauthorized").await;
+}
+
+#[tokio::test]
+async fn failed_attempts_are_rate_limited_per_client() {
+    let app = TestApp::spawn().await;
+    let c = app.client("acme", "face:match");
+    let other = app.client("acme", "face:match");
+    let cc = "client_credentials";
+    for _ in 0..5 {
+        let r = app
+            .token_response(&[("grant_type", cc), ("client_id", &c.id), ("client_secret", "bad")])
+            .await;
+        assert_eq!(r.status(), 401);
+    }
+    // Locked out, even with the right secret…
+    let locked = app
+        .token_response(&[("grant_type", cc), ("client_id", &c.id), ("client_secret", &c.secret)])
+        .await;
+    assert!(locked.headers().contains_key("retry-after"));
+    assert_error(locked, 429, "too_many_attempts").await;
+    // …while another client is not.
+    app.token(&other).await;
+}
+
+/// Signs claims with a key of the caller's choice.
+fn forge(ring: &KeyRing, config: &TokenConfig, tenant: &str, sub: &str) -> String {
+    tokens::issue(ring, config, sub, tenant, &[Permission::FaceMatch])
+        .expect("issue")
+        .0
+}
+
+#[tokio::test]
+async fn invalid_bearer_tokens_get_401_and_missing_permissions_403() {
+    let app = TestApp::spawn().await;
+    let c = app.client("acme", "face:search");
+    let token = app.token(&c).await;
+    let body = any_body();
+    let no_token = app.http.post(app.url(MATCH)).json(&body).send().await.expect("request");
+    assert!(no_token.headers().contains_key("www-authenticate"));
+    assert_error(no_token, 401, "unauthorized").await;
+    assert_error(app.post_json(MATCH, "garbage", &body).await, 401, "unauthorized").await;
+    assert_error(app.post_json(MATCH, &token, &body).await, 403, "forbidden").await;
+
+    let server_keys = app.state.keys();
+    let config = TokenConfig::default();
+    // Expired, though signed by the server's own key.
+    let expired = forge(
+        &server_keys,
+        &TokenConfig {
+            ttl: -120,
+            ..config.clone()
+        },
+        &c.tenant,
+        &c.id,
+    );
+    assert_error(app.post_json(MATCH, &expired, &body).await, 401, "unauthorized").await;
+    // Wrong audience and wrong issuer.
+    let aud = forge(
+        &server_keys,
+        &TokenConfig {
+            audience: "other".into(),
+            ..config.clone()
+        },
+        &c.tenant,
+        &c.id,
+    );
+    assert_error(app.post_json(MATCH, &aud, &body).await, 401, "unauthorized").await;
+    let iss = forge(
+        &server_keys,
+        &TokenConfig {
+            issuer: "other".into(),
+            ..config.clone()
+        },
+        &c.tenant,
+        &c.id,
+    );
+    assert_error(app.post_json(MATCH, &iss, &body).await, 401, "unauthorized").await;
+    // Signed by a key the server never made.
+    let elsewhere = tempfile::tempdir().expect("tempdir");
+    let store = facegate_storage::SqliteStore::in_memory().expect("store");
+    let foreign_ring = KeyRing::ensure(&store, elsewhere.path()).expect("ring");
+    let foreign = forge(&foreign_ring, &config, &c.tenant, &c.id);
+    assert_error(app.post_json(MATCH, &foreign, &body).await, 401, "unauthorized").await;
+    // alg: none, and HS256 keyed with public material.
+    let payload = token.split('.').nth(1).expect("payload");
+    let none = format!(
+        "{}.{payload}.",
+        URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#)
+    );
+    assert_error(app.post_json(MATCH, &none, &body).await, 401, "unauthorized").await;
+    let hs = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &serde_json::from_slice::<Value>(&URL_SAFE_NO_PAD.decode(payload).expect("b64")).expect("claims"),
+        &jsonwebtoken::EncodingKey::from_secret(b"public"),
+    )
+    .expect("hs256");
+    assert_error(app.post_json(MATCH, &hs, &body).await, 401, "unauthorized").await;
+}
+
+#[tokio::test]
+async fn tokens_are_bound_to_their_tenant() {
+    let app = TestApp::spawn().await;
+    let a = app.client("tenant-a", "face:match");
+    let b = app.client("tenant-b", "face:match");
+    let token_b = app.token(&b).await;
+    // Rewriting the tenant claim breaks the signature.
+    let parts: Vec<&str> = token_b.split('.').collect();
+    let mut claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).expect("b64")).expect("claims");
+    claims["tenant"] = json!(a.tenant);
+    let tampered = format!(
+        "{}.{}.{}",
+        parts[0],
+        URL_SAFE_NO_PAD.encode(claims.to_string()),
+        parts[2]
+    );
+    assert_error(app.post_json(MATCH, &tampered, &any_body()).await, 401, "unauthorized").await;
+    // A validly signed token naming a tenant other than its client's is refused.
+    let crossed = forge(&app.state.keys(), &TokenConfig::default(), &a.tenant, &b.id);
+    assert_error(app.post_json(MATCH, &crossed, &any_body()).await, 401, "unauthorized").await;
+    // Revoking tenant A's client leaves tenant B's token working.
+    app.admin().revoke_client(&a.id).expect("revoke");
+    let still = app.post_json(MATCH, &token_b, &any_body()).await;
+    assert_error(still, 400, "invalid_base64").await;
+}
+
+#[tokio::test]
+async fn rotated_keys_keep_old_tokens_valid() {
+    let app = TestApp::spawn().await;
+    let c = app.client("acme", "face:match");
+    let old = app.token(&c).await;
+    app.admin().rotate_keys().expect("rotate");
+    let data = app.data.path().to_path_buf();
+    let store = facegate_storage::SqliteStore::open(&data.join("facegate.db")).expect("store");
+    app.state
+        .set_keys(KeyRing::load(&store, &data.join("keys")).expect("reload"));
+    let new = app.token(&c).await;
+    let kid = |t: &str| jsonwebtoken::decode_header(t).expect("header").kid;
+    assert_ne!(kid(&old), kid(&new));
+    for token in [&old, &new] {
+        assert_error(app.post_json(MATCH, token, &any_body()).await, 400, "invalid_base64").await;
+    }
+}

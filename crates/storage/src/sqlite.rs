@@ -1,0 +1,333 @@
+//! The embedded SQLite backend.
+//!
+//! One connection behind a mutex: SQLite serialises writers anyway, and every
+//! call here is short. WAL with `synchronous=FULL` makes each committed write
+//! durable before the call returns.
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::{Client, Result, SigningKey, Store, StoreError, Tenant, Timestamp};
+
+/// Schema migrations, applied in order; `PRAGMA user_version` records how
+/// many have run. Append only: never edit a released step.
+const MIGRATIONS: &[&str] = &[r#"
+    CREATE TABLE tenants (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE clients (
+        id TEXT PRIMARY KEY,
+        tenant_id TEXT NOT NULL REFERENCES tenants(id),
+        secret_hash TEXT NOT NULL,
+        permissions TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        revoked_at INTEGER
+    );
+    CREATE INDEX clients_tenant ON clients(tenant_id);
+    CREATE TABLE signing_keys (
+        kid TEXT PRIMARY KEY,
+        algorithm TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        retired_at INTEGER
+    );
+"#];
+
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and migrates it.
+    pub fn open(path: &Path) -> Result<Self> {
+        let conn = Connection::open(path)?;
+        restrict_permissions(path)?;
+        Self::init(conn)
+    }
+
+    /// A private in-memory database, for tests.
+    pub fn in_memory() -> Result<Self> {
+        Self::init(Connection::open_in_memory()?)
+    }
+
+    fn init(mut conn: Connection) -> Result<Self> {
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        migrate(&mut conn)?;
+        Ok(Self { conn: Mutex::new(conn) })
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave a transaction open
+        // (rusqlite rolls back on drop), so the connection is still usable.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<()> {
+    let done: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    for (i, sql) in (0i64..).zip(MIGRATIONS).skip(usize::try_from(done).unwrap_or(0)) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", i + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+#[cfg(unix)]
+fn restrict_permissions(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn restrict_permissions(_: &Path) -> Result<()> {
+    Ok(())
+}
+
+fn conflict_or(e: rusqlite::Error, what: &'static str) -> StoreError {
+    match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::ConstraintViolation) => StoreError::Conflict(what),
+        _ => StoreError::Database(e),
+    }
+}
+
+fn tenant_row(r: &rusqlite::Row) -> rusqlite::Result<Tenant> {
+    Ok(Tenant {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        created_at: r.get(2)?,
+    })
+}
+
+fn client_row(r: &rusqlite::Row) -> rusqlite::Result<Client> {
+    let permissions: String = r.get(3)?;
+    Ok(Client {
+        id: r.get(0)?,
+        tenant_id: r.get(1)?,
+        secret_hash: r.get(2)?,
+        permissions: permissions
+            .split(',')
+            .filter(|p| !p.is_empty())
+            .map(String::from)
+            .collect(),
+        created_at: r.get(4)?,
+        revoked_at: r.get(5)?,
+    })
+}
+
+const CLIENT_COLUMNS: &str = "id, tenant_id, secret_hash, permissions, created_at, revoked_at";
+
+impl Store for SqliteStore {
+    fn create_tenant(&self, t: &Tenant) -> Result<()> {
+        self.conn()
+            .execute(
+                "INSERT INTO tenants (id, name, created_at) VALUES (?1, ?2, ?3)",
+                params![t.id, t.name, t.created_at],
+            )
+            .map_err(|e| conflict_or(e, "tenant"))?;
+        Ok(())
+    }
+
+    fn tenants(&self) -> Result<Vec<Tenant>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT id, name, created_at FROM tenants ORDER BY created_at, name")?;
+        let rows = stmt.query_map([], tenant_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn find_tenant(&self, id_or_name: &str) -> Result<Tenant> {
+        self.conn()
+            .query_row(
+                "SELECT id, name, created_at FROM tenants WHERE id = ?1 OR name = ?1",
+                [id_or_name],
+                tenant_row,
+            )
+            .optional()?
+            .ok_or(StoreError::NotFound("tenant"))
+    }
+
+    fn create_client(&self, c: &Client) -> Result<()> {
+        self.conn()
+            .execute(
+                "INSERT INTO clients (id, tenant_id, secret_hash, permissions, created_at, revoked_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    c.id,
+                    c.tenant_id,
+                    c.secret_hash,
+                    c.permissions.join(","),
+                    c.created_at,
+                    c.revoked_at
+                ],
+            )
+            .map_err(|e| conflict_or(e, "client"))?;
+        Ok(())
+    }
+
+    fn client(&self, id: &str) -> Result<Client> {
+        self.conn()
+            .query_row(
+                &format!("SELECT {CLIENT_COLUMNS} FROM clients WHERE id = ?1"),
+                [id],
+                client_row,
+            )
+            .optional()?
+            .ok_or(StoreError::NotFound("client"))
+    }
+
+    fn clients(&self, tenant_id: Option<&str>) -> Result<Vec<Client>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {CLIENT_COLUMNS} FROM clients WHERE ?1 IS NULL OR tenant_id = ?1 ORDER BY created_at, id"
+        ))?;
+        let rows = stmt.query_map([tenant_id], client_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn revoke_client(&self, id: &str, at: Timestamp) -> Result<()> {
+        let changed = self.conn().execute(
+            "UPDATE clients SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1",
+            params![id, at],
+        )?;
+        if changed == 0 {
+            return Err(StoreError::NotFound("client"));
+        }
+        Ok(())
+    }
+
+    fn add_signing_key(&self, k: &SigningKey) -> Result<()> {
+        self.conn()
+            .execute(
+                "INSERT INTO signing_keys (kid, algorithm, created_at, retired_at) VALUES (?1, ?2, ?3, ?4)",
+                params![k.kid, k.algorithm, k.created_at, k.retired_at],
+            )
+            .map_err(|e| conflict_or(e, "signing key"))?;
+        Ok(())
+    }
+
+    fn signing_keys(&self) -> Result<Vec<SigningKey>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT kid, algorithm, created_at, retired_at FROM signing_keys ORDER BY created_at DESC, rowid DESC",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(SigningKey {
+                kid: r.get(0)?,
+                algorithm: r.get(1)?,
+                created_at: r.get(2)?,
+                retired_at: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn retire_signing_keys_except(&self, keep: &str, at: Timestamp) -> Result<()> {
+        self.conn().execute(
+            "UPDATE signing_keys SET retired_at = ?2 WHERE kid != ?1 AND retired_at IS NULL",
+            params![keep, at],
+        )?;
+        Ok(())
+    }
+
+    fn ping(&self) -> Result<()> {
+        self.conn().query_row("SELECT 1", [], |_| Ok(()))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tenant(id: &str, name: &str) -> Tenant {
+        Tenant {
+            id: id.into(),
+            name: name.into(),
+            created_at: 1,
+        }
+    }
+
+    fn client(id: &str, tenant_id: &str) -> Client {
+        Client {
+            id: id.into(),
+            tenant_id: tenant_id.into(),
+            secret_hash: "$argon2id$...".into(),
+            permissions: vec!["face:match".into(), "face:search".into()],
+            created_at: 2,
+            revoked_at: None,
+        }
+    }
+
+    #[test]
+    fn tenants_and_clients_round_trip() {
+        let store = SqliteStore::in_memory().expect("opens");
+        store.create_tenant(&tenant("t1", "acme")).expect("creates");
+        assert!(matches!(
+            store.create_tenant(&tenant("t2", "acme")),
+            Err(StoreError::Conflict(_))
+        ));
+        assert_eq!(store.find_tenant("acme").expect("by name").id, "t1");
+        assert_eq!(store.find_tenant("t1").expect("by id").name, "acme");
+        assert!(matches!(store.find_tenant("nope"), Err(StoreError::NotFound(_))));
+        store.create_client(&client("c1", "t1")).expect("creates");
+        assert!(
+            store.create_client(&client("c2", "missing-tenant")).is_err(),
+            "foreign key"
+        );
+        assert_eq!(
+            store.client("c1").expect("found").permissions,
+            vec!["face:match", "face:search"]
+        );
+        assert_eq!(store.clients(Some("t1")).expect("list").len(), 1);
+        assert_eq!(store.clients(Some("t2")).expect("list").len(), 0);
+        store.revoke_client("c1", 99).expect("revokes");
+        store.revoke_client("c1", 150).expect("idempotent");
+        assert_eq!(store.client("c1").expect("found").revoked_at, Some(99));
+        assert!(matches!(store.revoke_client("zz", 1), Err(StoreError::NotFound(_))));
+    }
+
+    #[test]
+    fn signing_keys_retire() {
+        let store = SqliteStore::in_memory().expect("opens");
+        for (kid, at) in [("a", 1), ("b", 2)] {
+            let key = SigningKey {
+                kid: kid.into(),
+                algorithm: "ES256".into(),
+                created_at: at,
+                retired_at: None,
+            };
+            store.add_signing_key(&key).expect("adds");
+        }
+        store.retire_signing_keys_except("b", 10).expect("retires");
+        let keys = store.signing_keys().expect("lists");
+        assert_eq!(keys[0].kid, "b");
+        assert_eq!(keys[0].retired_at, None);
+        assert_eq!(keys[1].retired_at, Some(10));
+    }
+
+    #[test]
+    fn file_database_persists_and_is_private() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("facegate.db");
+        SqliteStore::open(&path)
+            .expect("opens")
+            .create_tenant(&tenant("t1", "acme"))
+            .expect("creates");
+        let reopened = SqliteStore::open(&path).expect("reopens");
+        assert_eq!(reopened.tenants().expect("lists").len(), 1);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).expect("stat").permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+        }
+    }
+}
