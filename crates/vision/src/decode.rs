@@ -62,6 +62,9 @@ pub fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<RgbImage, DecodeErr
             limit: limits.max_bytes,
         });
     }
+    if format == ImageFormat::Jpeg && !jpeg_is_complete(bytes) {
+        return Err(DecodeError::Corrupt("the JPEG data is truncated (no end-of-image marker)".into()));
+    }
     let image = match format {
         ImageFormat::Jpeg => decode_with(JpegDecoder::new(Cursor::new(bytes)).map_err(corrupt)?, limits)?,
         ImageFormat::Png => decode_with(PngDecoder::new(Cursor::new(bytes)).map_err(corrupt)?, limits)?,
@@ -102,6 +105,33 @@ fn check_dimensions(width: u32, height: u32, limits: &DecodeLimits) -> Result<()
         });
     }
     Ok(())
+}
+
+/// Whether the main image's scan data ends with an EOI marker.
+///
+/// JPEG decoders fill a truncated scan with grey and report success, so an
+/// upload cut short would be analysed as a half-grey photo. Entropy-coded
+/// data never contains FF D9 (a data FF is stuffed as FF 00), but an EXIF
+/// thumbnail does, so the search starts at the first top-level SOS marker,
+/// found by walking the segment headers. No decoder crate exposes this check.
+pub fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    let mut i = 2; // after SOI
+    while i + 4 <= bytes.len() {
+        if bytes[i] != 0xFF {
+            return false;
+        }
+        let marker = bytes[i + 1];
+        if marker == 0xFF {
+            i += 1; // fill byte
+            continue;
+        }
+        if marker == 0xDA {
+            return bytes[i..].windows(2).any(|w| w == [0xFF, 0xD9]);
+        }
+        let length = usize::from(u16::from_be_bytes([bytes[i + 2], bytes[i + 3]]));
+        i += 2 + length;
+    }
+    false
 }
 
 fn corrupt(e: image::ImageError) -> DecodeError {

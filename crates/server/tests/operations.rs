@@ -1,0 +1,96 @@
+//! Health, readiness, metrics, the OpenAPI document, framework errors in
+//! the API's shape, and graceful shutdown.
+
+mod support;
+
+use serde_json::Value;
+use support::{TestApp, assert_error, sample};
+
+#[tokio::test]
+async fn health_readiness_and_metrics() {
+    let app = TestApp::spawn().await;
+    let health: Value = app.http.get(app.url("/healthz")).send().await.expect("req").json().await.expect("json");
+    assert_eq!(health["status"], "ok");
+    let ready = app.http.get(app.url("/readyz")).send().await.expect("req");
+    assert_eq!(ready.status(), 200);
+    let token = app.token(&app.client("acme", "face:match")).await;
+    let photo = sample("Female_40_1_1_1.jpg");
+    assert_eq!(app.match_images(&token, &photo, &photo, None).await.status(), 200);
+    let metrics = app.http.get(app.url("/metrics")).send().await.expect("req").text().await.expect("text");
+    for needle in [
+        "facegate_http_requests_total{route=\"/api/v1/face/match\",method=\"POST\",status=\"200\"}",
+        "facegate_http_request_duration_seconds_bucket",
+        "facegate_inference_queue_depth",
+        "facegate_stage_duration_seconds_bucket{stage=\"embed\"",
+    ] {
+        assert!(metrics.contains(needle), "metrics lack {needle}");
+    }
+}
+
+#[tokio::test]
+async fn openapi_covers_every_route_in_json_and_yaml() {
+    let app = TestApp::spawn().await;
+    let doc: Value = app
+        .http
+        .get(app.url("/api/v1/openapi.json"))
+        .send()
+        .await
+        .expect("req")
+        .json()
+        .await
+        .expect("json");
+    assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")));
+    for path in ["/api/oauth/token", "/api/v1/face/match", "/healthz", "/readyz", "/metrics"] {
+        assert!(doc["paths"][path].is_object(), "{path} missing");
+    }
+    let match_op = &doc["paths"]["/api/v1/face/match"]["post"];
+    for status in ["200", "400", "401", "403", "413", "415", "503"] {
+        assert!(match_op["responses"][status].is_object(), "match lacks {status}");
+    }
+    assert!(match_op["security"].is_array());
+    assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+    assert!(doc["components"]["schemas"]["ErrorBody"].is_object());
+    let yaml = app.http.get(app.url("/api/v1/openapi.yaml")).send().await.expect("req");
+    assert_eq!(yaml.headers()["content-type"], "application/yaml");
+    assert!(yaml.text().await.expect("text").contains("/api/v1/face/match:"));
+    let docs = app.http.get(app.url("/docs")).send().await.expect("req").text().await.expect("text");
+    assert!(docs.contains("/api/v1/face/match") && docs.contains("<html"));
+}
+
+#[tokio::test]
+async fn framework_errors_use_the_error_shape() {
+    let app = TestApp::spawn().await;
+    assert_error(app.http.get(app.url("/nope")).send().await.expect("req"), 404, "not_found").await;
+    let wrong_method = app.http.get(app.url("/api/v1/face/match")).send().await.expect("req");
+    assert_error(wrong_method, 405, "method_not_allowed").await;
+    // A caller's request id is kept.
+    let response = app
+        .http
+        .get(app.url("/healthz"))
+        .header("x-request-id", "abc-123")
+        .send()
+        .await
+        .expect("req");
+    assert_eq!(response.headers()["x-request-id"], "abc-123");
+}
+
+#[tokio::test]
+async fn shutdown_finishes_in_flight_requests() {
+    let mut app = TestApp::spawn().await;
+    let token = app.token(&app.client("acme", "face:match")).await;
+    let photo = sample("Female_40_1_1_1.jpg");
+    let http = app.http.clone();
+    let url = app.url("/api/v1/face/match");
+    let body = serde_json::json!({"sourceImage": support::b64(&photo), "targetImage": support::b64(&photo)});
+    let in_flight = tokio::spawn(async move { http.post(url).bearer_auth(token).json(&body).send().await });
+    // Shut down only once the request is being worked on.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while app.state.pool.depth() == 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    assert!(app.state.pool.depth() > 0, "the request reached the inference pool");
+    app.shutdown().await;
+    let response = in_flight.await.expect("task").expect("the in-flight request completes");
+    assert_eq!(response.status(), 200);
+    assert!(app.http.get(app.url("/healthz")).send().await.is_err(), "no longer listening");
+}
