@@ -52,7 +52,7 @@ enum Command {
     /// Measure match-level thresholds on every LFW pair and write the table.
     Calibrate(calibrate::CalibrateArgs),
     /// Per-stage timings and throughput.
-    Bench(bench::BenchArgs),
+    Bench(bench::BenchCommand),
     /// Check the model files against their pinned hashes.
     #[command(subcommand)]
     Models(ModelsCommand),
@@ -78,7 +78,7 @@ fn main() -> anyhow::Result<()> {
         Command::Embed(args) => inspect::embed(&models, &args),
         Command::Eval(cmd) => eval::run(&models, cmd),
         Command::Calibrate(args) => calibrate::run(&models, &args),
-        Command::Bench(args) => bench::run(&models, &args),
+        Command::Bench(cmd) => bench::run(&models, cmd),
         Command::Models(ModelsCommand::Verify) => verify(&models),
     }
 }

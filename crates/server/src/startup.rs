@@ -16,7 +16,7 @@ use facegate_vision::{EngineOptions, ModelError, ModelsDir};
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 use crate::config::Config;
 use crate::error::{ApiError, ErrorCode, render_errors};
@@ -158,14 +158,20 @@ pub fn router(state: AppState) -> Router {
     api.layer(CatchPanicLayer::new())
         .layer(axum::middleware::from_fn(render_errors))
         .layer(PropagateRequestIdLayer::new(X_REQUEST_ID))
-        .layer(TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
+        .layer(
+            TraceLayer::new_for_http()
+                // 5xx are logged where they arise (with their cause), and a
+                // 503 under load is expected: no per-response error lines.
+                .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG))
+                .make_span_with(|request: &axum::http::Request<_>| {
             let id = request
                 .headers()
                 .get(X_REQUEST_ID)
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or_default();
             tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id)
-        }))
+        }),
+        )
         .layer(SetRequestIdLayer::new(X_REQUEST_ID, MakeRequestUuid))
 }
 

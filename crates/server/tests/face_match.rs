@@ -24,10 +24,13 @@ fn png(image: image::RgbImage) -> Vec<u8> {
 
 #[tokio::test]
 async fn lfw_same_person_matches_and_different_people_do_not() {
-    let Some(lfw) = dataset_or_skip("lfw", "lfw_same_person_matches_and_different_people_do_not") else { return };
+    let Some(lfw) = dataset_or_skip("lfw", "lfw_same_person_matches_and_different_people_do_not") else {
+        return;
+    };
     let app = TestApp::spawn().await;
     let token = matcher(&app).await;
-    let read = |name: &str, i: u32| std::fs::read(lfw.join(format!("images/{name}/{name}_{i:04}.jpg"))).expect("LFW image");
+    let read =
+        |name: &str, i: u32| std::fs::read(lfw.join(format!("images/{name}/{name}_{i:04}.jpg"))).expect("LFW image");
     let (a, b) = (read("Aaron_Peirsol", 1), read("Aaron_Peirsol", 2));
     let same: Value = app.match_images(&token, &a, &b, None).await.json().await.expect("json");
     assert_eq!(same["match"], true, "{same}");
@@ -93,7 +96,12 @@ async fn every_bad_input_gets_its_status_and_code() {
     let post = |body: Value| async move { app_ref.post_json(MATCH, token_ref, &body).await };
 
     assert_error(post(json!({"sourceImage": photo})).await, 400, "invalid_request").await;
-    assert_error(post(json!({"sourceImage": 5, "targetImage": photo})).await, 400, "invalid_request").await;
+    assert_error(
+        post(json!({"sourceImage": 5, "targetImage": photo})).await,
+        400,
+        "invalid_request",
+    )
+    .await;
     assert_error(post(with_target("")).await, 400, "invalid_request").await;
     assert_error(post(with_target("not base64!")).await, 400, "invalid_base64").await;
     let mut level = with_target(&photo);
@@ -106,7 +114,12 @@ async fn every_bad_input_gets_its_status_and_code() {
     let tiny = png(image::RgbImage::new(20, 20));
     assert_error(post(with_target(&b64(&tiny))).await, 400, "image_too_small").await;
     let jpeg = sample(PHOTO);
-    assert_error(post(with_target(&b64(&jpeg[..jpeg.len() / 3]))).await, 400, "invalid_image").await;
+    assert_error(
+        post(with_target(&b64(&jpeg[..jpeg.len() / 3]))).await,
+        400,
+        "invalid_image",
+    )
+    .await;
     let gif = b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x00\x00\x00\x00\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;";
     assert_error(post(with_target(&b64(gif))).await, 415, "unsupported_media_type").await;
     let mut six_mb = vec![0xFF, 0xD8, 0xFF];
@@ -121,9 +134,19 @@ async fn every_bad_input_gets_its_status_and_code() {
             .body(body)
             .send()
     };
-    assert_error(raw("{not json", "application/json").await.expect("req"), 400, "invalid_request").await;
+    assert_error(
+        raw("{not json", "application/json").await.expect("req"),
+        400,
+        "invalid_request",
+    )
+    .await;
     assert_error(raw("", "application/json").await.expect("req"), 400, "invalid_request").await;
-    assert_error(raw("sourceImage=x", "text/plain").await.expect("req"), 415, "unsupported_content_type").await;
+    assert_error(
+        raw("sourceImage=x", "text/plain").await.expect("req"),
+        415,
+        "unsupported_content_type",
+    )
+    .await;
     let huge_body = app
         .http
         .post(app.url(MATCH))
@@ -159,7 +182,10 @@ async fn a_full_queue_answers_503_with_retry_after() {
     let statuses: Vec<u16> = responses.iter().map(|r| r.status().as_u16()).collect();
     assert!(statuses.contains(&200), "{statuses:?}");
     assert!(statuses.iter().all(|s| *s == 200 || *s == 503), "{statuses:?}");
-    let busy = responses.into_iter().find(|r| r.status() == 503).expect("some 503 under overload");
+    let busy = responses
+        .into_iter()
+        .find(|r| r.status() == 503)
+        .expect("some 503 under overload");
     assert_eq!(busy.headers()["retry-after"], "1");
     assert_error(busy, 503, "service_busy").await;
 }

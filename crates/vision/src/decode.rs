@@ -63,7 +63,9 @@ pub fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<RgbImage, DecodeErr
         });
     }
     if format == ImageFormat::Jpeg && !jpeg_is_complete(bytes) {
-        return Err(DecodeError::Corrupt("the JPEG data is truncated (no end-of-image marker)".into()));
+        return Err(DecodeError::Corrupt(
+            "the JPEG data is truncated (no end-of-image marker)".into(),
+        ));
     }
     let image = match format {
         ImageFormat::Jpeg => decode_with(JpegDecoder::new(Cursor::new(bytes)).map_err(corrupt)?, limits)?,

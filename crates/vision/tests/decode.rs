@@ -185,7 +185,9 @@ fn corrupt_and_truncated_files_give_errors_not_panics() {
     // segment (here a fake thumbnail in APP1) carries an end-of-image marker.
     let mut out = Vec::new();
     let mut encoder = Encoder::new(&mut out, 90);
-    encoder.add_app_segment(1, b"Exif\0\0thumb\xFF\xD8\xFF\xD9".to_vec()).expect("segment");
+    encoder
+        .add_app_segment(1, b"Exif\0\0thumb\xFF\xD8\xFF\xD9".to_vec())
+        .expect("segment");
     encoder.encode(card.as_raw(), 128, 96, ColorType::Rgb).expect("encodes");
     assert!(decode(&out, &limits).is_ok());
     for cut in (4..out.len()).step_by(5) {

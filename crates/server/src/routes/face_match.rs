@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::extract::{ApiJson, base64_image};
-use crate::inference::PoolError;
+use crate::inference::{Admission, Admitted};
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -68,6 +68,7 @@ pub struct MatchResponse {
 )]
 pub async fn face_match(
     State(state): State<AppState>,
+    Admitted(admission): Admitted<2>,
     caller: Caller,
     ApiJson(request): ApiJson<MatchRequest>,
 ) -> Result<axum::Json<MatchResponse>, ApiError> {
@@ -75,8 +76,8 @@ pub async fn face_match(
     let minimum = check_level(request.minimum_match_level.unwrap_or(3))
         .map_err(|e| ApiError::new(ErrorCode::InvalidMatchLevel, e.to_string()))?;
     let (source, target) = tokio::join!(
-        analyze(&state, "sourceImage", request.source_image),
-        analyze(&state, "targetImage", request.target_image)
+        analyze(&state, &admission, "sourceImage", request.source_image),
+        analyze(&state, &admission, "targetImage", request.target_image)
     );
     let (source, target) = (source?, target?);
     let calibration =
@@ -97,11 +98,15 @@ pub async fn face_match(
 }
 
 /// Decodes a base64 field and analyses it on the inference pool.
-pub async fn analyze(state: &AppState, field: &'static str, base64: String) -> Result<Analysis, ApiError> {
+pub async fn analyze(
+    state: &AppState,
+    admission: &Admission,
+    field: &'static str,
+    base64: String,
+) -> Result<Analysis, ApiError> {
     let max_bytes = state.config.limits.max_bytes;
     let min_interocular = state.config.min_interocular;
-    let result = state
-        .pool
+    let result = admission
         .run(move |engine| -> Result<Analysis, ApiError> {
             let bytes = base64_image(field, &base64, max_bytes)?;
             let analysis = engine.analyze(&bytes).map_err(|e| ApiError::from_vision(field, e))?;
@@ -120,10 +125,7 @@ pub async fn analyze(state: &AppState, field: &'static str, base64: String) -> R
         .await;
     match result {
         Ok(inner) => inner,
-        Err(PoolError::Busy) => {
-            Err(ApiError::new(ErrorCode::Busy, "the server is at capacity; retry shortly").retry_after(1))
-        }
-        Err(PoolError::Failed) => Err(ApiError::internal("an inference job failed")),
+        Err(e) => Err(ApiError::internal(e)),
     }
 }
 

@@ -13,6 +13,7 @@ use facegate_eval::batch::run_parallel;
 use facegate_vision::{EngineOptions, FaceEngine, ModelsDir, StageTimings, ThreadOptions};
 use serde::Serialize;
 
+use super::median;
 use crate::eval::lfw_dir;
 
 #[derive(Args)]
@@ -184,15 +185,6 @@ fn read_dir_jpegs(dir: &Path) -> Result<Vec<Vec<u8>>> {
         .collect();
     paths.sort();
     read_all(paths.into_iter())
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    match values.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => values[n / 2],
-        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
-    }
 }
 
 fn ms(d: Duration) -> f64 {

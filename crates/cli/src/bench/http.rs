@@ -1,0 +1,267 @@
+//! `facegate bench http`: a bounded load test of the match API.
+//!
+//! Starts `facegate serve` as a child process on a free loopback port with a
+//! fresh data directory, creates a client, then sends match requests for LFW
+//! pairs (250x250 JPEGs) from N concurrent connections for a fixed time per
+//! level; a connection answered 503 waits its `Retry-After`, as a real client
+//! would. Reports requests/s, p50/p99 latency, 503s, and the server's RSS.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use clap::Args;
+use facegate_server::admin::Admin;
+use facegate_vision::ModelsDir;
+use serde::Serialize;
+
+use super::percentile_sorted;
+use crate::eval::lfw_dir;
+
+#[derive(Args)]
+pub struct HttpArgs {
+    /// The LFW directory [default: $FACEGATE_DATASETS/lfw or ../shared/datasets/lfw].
+    #[arg(long)]
+    lfw: Option<PathBuf>,
+    /// Concurrency levels to run, in order.
+    #[arg(long, value_delimiter = ',', default_value = "1,4,16,64")]
+    concurrency: Vec<usize>,
+    /// Seconds of load per level.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Also write the figures as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Level {
+    concurrency: usize,
+    requests_per_second: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    ok: usize,
+    busy_503: usize,
+    other_errors: usize,
+    server_rss_mib: f64,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Report {
+    levels: Vec<Level>,
+    peak_rss_mib: f64,
+}
+
+/// Kills the server when dropped, whatever happens to the bench.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg("-TERM").arg(self.0.id().to_string()).status();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn run(models: &ModelsDir, args: &HttpArgs) -> Result<()> {
+    let lfw = lfw_dir(args.lfw.as_deref())?;
+    let bodies = match_bodies(&lfw.root().join("pairs.txt"), &lfw)?;
+    let data = tempfile::tempdir()?;
+    let admin = Admin::open(data.path())?;
+    admin.create_tenant("bench")?;
+    let (client, _, secret) = admin.create_client("bench", "face:match")?;
+    let port = free_port()?;
+    let server = Server(
+        Command::new(std::env::current_exe()?)
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .arg("--data-dir")
+            .arg(data.path())
+            .arg("--models-dir")
+            .arg(models.root())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .context("starting facegate serve")?,
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let report = runtime.block_on(async {
+        let http = reqwest::Client::new();
+        wait_ready(&http, &base).await?;
+        let token = token(&http, &base, &client.id, &secret).await?;
+        let mut levels = Vec::new();
+        for &c in &args.concurrency {
+            eprintln!("concurrency {c} for {} s", args.seconds);
+            let mut level = load(&http, &base, &token, &bodies, c, Duration::from_secs(args.seconds)).await;
+            level.server_rss_mib = proc_status_mib(server.0.id(), "VmRSS:");
+            levels.push(level);
+        }
+        anyhow::Ok(Report {
+            levels,
+            peak_rss_mib: proc_status_mib(server.0.id(), "VmHWM:"),
+        })
+    })?;
+    drop(server);
+    print_report(&report);
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
+    }
+    Ok(())
+}
+
+/// JSON bodies for the first 300 same-person and 300 different-person pairs.
+fn match_bodies(pairs: &Path, lfw: &facegate_eval::lfw::Lfw) -> Result<Vec<String>> {
+    let folds = lfw.read_pairs(pairs)?;
+    let fold = folds.first().context("empty pair list")?;
+    fold.iter()
+        .map(|p| {
+            let a = STANDARD.encode(std::fs::read(lfw.image_path(&p.a))?);
+            let b = STANDARD.encode(std::fs::read(lfw.image_path(&p.b))?);
+            Ok(serde_json::json!({"sourceImage": a, "targetImage": b}).to_string())
+        })
+        .collect()
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+async fn wait_ready(http: &reqwest::Client, base: &str) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if let Ok(r) = http.get(format!("{base}/readyz")).send().await
+            && r.status().is_success()
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("the server did not become ready within 60 s")
+}
+
+async fn token(http: &reqwest::Client, base: &str, id: &str, secret: &str) -> Result<String> {
+    let form = [
+        ("grant_type", "client_credentials"),
+        ("client_id", id),
+        ("client_secret", secret),
+    ];
+    let body: serde_json::Value = http
+        .post(format!("{base}/api/oauth/token"))
+        .form(&form)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    body["access_token"]
+        .as_str()
+        .map(String::from)
+        .context("no access_token")
+}
+
+/// `concurrency` connections send requests back to back until `duration`.
+async fn load(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    bodies: &[String],
+    concurrency: usize,
+    duration: Duration,
+) -> Level {
+    let url = format!("{base}/api/v1/face/match");
+    let start = Instant::now();
+    let deadline = start + duration;
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|worker| {
+            let (http, url, token) = (http.clone(), url.clone(), token.to_string());
+            let bodies: Vec<String> = bodies
+                .iter()
+                .skip(worker)
+                .step_by(concurrency.max(1))
+                .cloned()
+                .collect();
+            tokio::spawn(async move {
+                let mut samples = Vec::new();
+                for body in bodies.iter().cycle() {
+                    if Instant::now() >= deadline {
+                        break;
+                    }
+                    let sent = Instant::now();
+                    let response = http
+                        .post(&url)
+                        .bearer_auth(&token)
+                        .header("content-type", "application/json")
+                        .body(body.clone())
+                        .send()
+                        .await;
+                    let status = response.as_ref().map_or(0, |r| r.status().as_u16());
+                    samples.push((status, sent.elapsed().as_secs_f64() * 1e3));
+                    // A well-behaved client waits as told before retrying.
+                    if let Some(wait) = response.ok().as_ref().and_then(retry_after) {
+                        tokio::time::sleep(wait.min(deadline.saturating_duration_since(Instant::now()))).await;
+                    }
+                }
+                samples
+            })
+        })
+        .collect();
+    let mut samples = Vec::new();
+    for task in tasks {
+        samples.extend(task.await.unwrap_or_default());
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let mut ok_ms: Vec<f64> = samples.iter().filter(|s| s.0 == 200).map(|s| s.1).collect();
+    ok_ms.sort_by(f64::total_cmp);
+    let busy = samples.iter().filter(|s| s.0 == 503).count();
+    Level {
+        concurrency,
+        requests_per_second: ok_ms.len() as f64 / elapsed,
+        p50_ms: percentile_sorted(&ok_ms, 0.5),
+        p99_ms: percentile_sorted(&ok_ms, 0.99),
+        ok: ok_ms.len(),
+        busy_503: busy,
+        other_errors: samples.len() - ok_ms.len() - busy,
+        server_rss_mib: 0.0,
+    }
+}
+
+fn retry_after(response: &reqwest::Response) -> Option<Duration> {
+    let seconds = response.headers().get("retry-after")?.to_str().ok()?.parse().ok()?;
+    Some(Duration::from_secs(seconds))
+}
+
+/// A `/proc/<pid>/status` field in MiB (0 where unavailable).
+fn proc_status_mib(pid: u32, field: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn print_report(r: &Report) {
+    println!("| concurrency | requests/s | p50 ms | p99 ms | ok | 503 | other errors | server RSS MiB |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for l in &r.levels {
+        println!(
+            "| {} | {:.1} | {:.1} | {:.1} | {} | {} | {} | {:.0} |",
+            l.concurrency,
+            l.requests_per_second,
+            l.p50_ms,
+            l.p99_ms,
+            l.ok,
+            l.busy_503,
+            l.other_errors,
+            l.server_rss_mib
+        );
+    }
+    println!("server peak RSS: {:.0} MiB", r.peak_rss_mib);
+}

@@ -1,0 +1,50 @@
+//! `facegate bench`: the engine's stages and throughput (the default), or
+//! the HTTP API under load (`bench http`).
+
+pub mod engine;
+pub mod http;
+
+use anyhow::Result;
+use clap::{Args, Subcommand};
+use facegate_vision::ModelsDir;
+
+#[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct BenchCommand {
+    #[command(subcommand)]
+    what: Option<BenchWhat>,
+    #[command(flatten)]
+    engine: engine::BenchArgs,
+}
+
+#[derive(Subcommand)]
+enum BenchWhat {
+    /// Per-stage medians and faces/s (the default).
+    Engine(engine::BenchArgs),
+    /// Match requests against a freshly started server, at several concurrencies.
+    Http(http::HttpArgs),
+}
+
+/// The median of `values` (NaN when empty).
+pub fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    percentile_sorted(&values, 0.5)
+}
+
+/// The p-quantile (0..1) of sorted values, by the nearest-rank method
+/// with the midpoint for an even-length median.
+pub fn percentile_sorted(sorted: &[f64], p: f64) -> f64 {
+    match sorted.len() {
+        0 => f64::NAN,
+        n if p == 0.5 && n % 2 == 0 => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+        n => sorted[((p * n as f64).ceil() as usize).clamp(1, n) - 1],
+    }
+}
+
+pub fn run(models: &ModelsDir, cmd: BenchCommand) -> Result<()> {
+    match cmd.what {
+        None => engine::run(models, &cmd.engine),
+        Some(BenchWhat::Engine(args)) => engine::run(models, &args),
+        Some(BenchWhat::Http(args)) => http::run(models, &args),
+    }
+}
