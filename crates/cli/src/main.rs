@@ -66,10 +66,11 @@ enum ModelsCommand {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let models = ModelsDir::new(cli.models_dir.clone().unwrap_or_else(|| PathBuf::from("models")));
+    let models_dir = cli.models_dir.clone().unwrap_or_else(default_models_dir);
+    let models = ModelsDir::new(&models_dir);
     let data_dir = cli.data_dir.clone().unwrap_or_else(|| PathBuf::from("data"));
     match cli.command {
-        Command::Serve(args) => serve::run(args, cli.data_dir, cli.models_dir),
+        Command::Serve(args) => serve::run(args, cli.data_dir, Some(models_dir)),
         Command::Tenant(cmd) => admin::tenant(&data_dir, cmd),
         Command::Client(cmd) => admin::client(&data_dir, cmd),
         Command::Keys(cmd) => admin::keys(&data_dir, cmd),
@@ -81,6 +82,20 @@ fn main() -> anyhow::Result<()> {
         Command::Bench(cmd) => bench::run(&models, cmd),
         Command::Models(ModelsCommand::Verify) => verify(&models),
     }
+}
+
+/// `./models`, or else the checkout's `models/` when the binary runs from
+/// its `target/<profile>/` directory, so `facegate` works from any directory.
+fn default_models_dir() -> PathBuf {
+    let local = PathBuf::from("models");
+    if local.is_dir() {
+        return local;
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent()?.parent()?.parent().map(|root| root.join("models")))
+        .filter(|dir| dir.is_dir())
+        .unwrap_or(local)
 }
 
 fn verify(models: &ModelsDir) -> anyhow::Result<()> {

@@ -62,21 +62,28 @@ pub fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<RgbImage, DecodeErr
             limit: limits.max_bytes,
         });
     }
-    if format == ImageFormat::Jpeg && !jpeg_is_complete(bytes) {
-        return Err(DecodeError::Corrupt(
-            "the JPEG data is truncated (no end-of-image marker)".into(),
-        ));
-    }
     let image = match format {
-        ImageFormat::Jpeg => decode_with(JpegDecoder::new(Cursor::new(bytes)).map_err(corrupt)?, limits)?,
-        ImageFormat::Png => decode_with(PngDecoder::new(Cursor::new(bytes)).map_err(corrupt)?, limits)?,
+        ImageFormat::Jpeg => {
+            let decoder = JpegDecoder::new(Cursor::new(bytes)).map_err(corrupt)?;
+            decode_with(decoder, limits, jpeg_is_complete(bytes))?
+        }
+        ImageFormat::Png => decode_with(PngDecoder::new(Cursor::new(bytes)).map_err(corrupt)?, limits, true)?,
     };
     Ok(image.into_rgb8())
 }
 
-fn decode_with(mut decoder: impl ImageDecoder, limits: &DecodeLimits) -> Result<DynamicImage, DecodeError> {
+/// `complete` is false for data known to be cut short; it is reported after
+/// the size checks, so a bomb is named as such.
+fn decode_with(
+    mut decoder: impl ImageDecoder,
+    limits: &DecodeLimits,
+    complete: bool,
+) -> Result<DynamicImage, DecodeError> {
     let (width, height) = decoder.dimensions();
     check_dimensions(width, height, limits)?;
+    if !complete {
+        return Err(DecodeError::Corrupt("the image data is truncated (no end-of-image marker)".into()));
+    }
     // The header passed, but a decoder may still try to allocate more than the
     // pixel count implies (e.g. 16-bit RGBA); cap that too.
     let mut codec_limits = Limits::default();

@@ -66,14 +66,16 @@ fn png_bomb(side: u32) -> Vec<u8> {
     png
 }
 
-/// A baseline JPEG header declaring 65000 x 65000 pixels.
+/// A real 16x16 JPEG whose frame header is patched to declare 65000 x 65000.
 fn jpeg_bomb() -> Vec<u8> {
-    let mut jpeg = vec![0xFF, 0xD8];
-    jpeg.extend([0xFF, 0xC0, 0x00, 0x11, 0x08]); // SOF0, length 17, 8-bit
-    jpeg.extend(65000u16.to_be_bytes());
-    jpeg.extend(65000u16.to_be_bytes());
-    jpeg.extend([3, 1, 0x11, 0, 2, 0x11, 1, 3, 0x11, 1]);
-    jpeg.extend([0xFF, 0xD9]);
+    let mut jpeg = Vec::new();
+    jpeg_encoder::Encoder::new(&mut jpeg, 90)
+        .encode(&[128u8; 16 * 16 * 3], 16, 16, jpeg_encoder::ColorType::Rgb)
+        .expect("encodes");
+    let sof = jpeg.windows(2).position(|w| w == [0xFF, 0xC0]).expect("baseline SOF0");
+    // SOF0: marker (2), length (2), precision (1), height (2), width (2).
+    jpeg[sof + 5..sof + 7].copy_from_slice(&65000u16.to_be_bytes());
+    jpeg[sof + 7..sof + 9].copy_from_slice(&65000u16.to_be_bytes());
     jpeg
 }
 
