@@ -175,9 +175,9 @@ fn create_private_dir(dir: &Path) -> Result<(), KeyError> {
     Ok(())
 }
 
-/// Writes a file that only the owner can read, created with that mode so it
-/// is never readable by others, even briefly.
-fn write_private(path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
+/// Writes a new file that only the owner can read, created with that mode
+/// so it is never readable by others, even briefly.
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]

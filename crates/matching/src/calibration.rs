@@ -45,11 +45,79 @@ impl Calibration {
             .and_then(|i| self.thresholds.get(usize::from(i)).copied())
     }
 
+    /// The impostor tail fitted as log10(FMR) = a + b·s over the measured
+    /// points with FMR in [1e-6, 1e-4]: the extrapolation used below the
+    /// rates that calibration can observe. Impostor cosines of unit vectors
+    /// have a near-Gaussian body whose far tail decays about exponentially
+    /// in s on this range; above FMR 1e-6 the measured curve is used
+    /// directly, and the fit stops short of the region (about 1e-7, s > 0.8)
+    /// that LFW's mislabelled duplicates dominate. Returns (a, b), b < 0.
+    pub fn tail_fit(&self) -> Option<(f64, f64)> {
+        let points: Vec<(f64, f64)> = self
+            .fmr_curve
+            .iter()
+            .filter(|(_, f)| (1e-6..=1e-4).contains(f))
+            .map(|&(s, f)| (f64::from(s), f.log10()))
+            .collect();
+        let n = points.len() as f64;
+        if n < 2.0 {
+            return None;
+        }
+        let (sx, sy) = points.iter().fold((0.0, 0.0), |(a, b), (x, y)| (a + x, b + y));
+        let (mx, my) = (sx / n, sy / n);
+        let sxx: f64 = points.iter().map(|(x, _)| (x - mx).powi(2)).sum();
+        let sxy: f64 = points.iter().map(|(x, y)| (x - mx) * (y - my)).sum();
+        let b = sxy / sxx;
+        (b < 0.0).then_some((my - b * mx, b))
+    }
+
+    /// The similarity at which the impostor rate is `fmr`: interpolated on
+    /// the measured curve down to 1e-6, extrapolated with [`tail_fit`]
+    /// below it.
+    ///
+    /// [`tail_fit`]: Calibration::tail_fit
+    pub fn threshold_for_fmr(&self, fmr: f64) -> f32 {
+        let fmr = fmr.clamp(f64::MIN_POSITIVE, 1.0);
+        if fmr < 1e-6
+            && let Some((a, b)) = self.tail_fit()
+        {
+            return ((fmr.log10() - a) / b) as f32;
+        }
+        for pair in self.fmr_curve.windows(2) {
+            let ((s0, f0), (s1, f1)) = (pair[0], pair[1]);
+            if fmr <= f0 && fmr >= f1 {
+                let t = (fmr.log10() - f0.log10()) / (f1.log10() - f0.log10()).min(-f64::EPSILON);
+                return s0 + (s1 - s0) * t as f32;
+            }
+        }
+        match self.fmr_curve.first() {
+            Some(&(s, f)) if fmr >= f => s,
+            _ => self.fmr_curve.last().map_or(1.0, |&(s, _)| s),
+        }
+    }
+
+    /// The 1:N decision threshold for a gallery of `n` faces: the smallest
+    /// t with n·FMR(t) ≤ `fpir_target`, and never below level 4.
+    pub fn gallery_threshold(&self, n: usize, fpir_target: f64) -> f32 {
+        let per_comparison = fpir_target / n.max(1) as f64;
+        let floor = self.thresholds[3];
+        self.threshold_for_fmr(per_comparison).max(floor)
+    }
+
     /// The rate at which impostor pairs score at least `similarity`,
-    /// interpolated log-linearly between measured points. Past the highest
-    /// impostor score seen it is the smallest rate calibration can observe
-    /// (one pair in `impostor_pairs`): an upper bound, not a measurement.
+    /// interpolated log-linearly between measured points, and from the
+    /// fitted tail model where the measured rate falls below 1e-6.
     pub fn false_match_rate(&self, similarity: f32) -> f64 {
+        let measured = self.measured_fmr(similarity);
+        match self.tail_fit() {
+            Some((a, b)) if measured <= 1e-6 => 10f64.powf(a + b * f64::from(similarity)).min(1e-6),
+            _ => measured,
+        }
+    }
+
+    /// The rate on the measured curve alone; past the highest impostor score
+    /// seen it is one pair in `impostor_pairs`.
+    fn measured_fmr(&self, similarity: f32) -> f64 {
         let curve = self.fmr_curve;
         let Some(&(first_s, first_f)) = curve.first() else {
             return 1.0;
@@ -99,13 +167,26 @@ mod tests {
     fn fmr_interpolates_log_linearly() {
         assert!((TEST.false_match_rate(0.4) - 1e-3).abs() < 1e-9);
         assert_eq!(TEST.false_match_rate(-0.5), 0.5);
-        assert_eq!(TEST.false_match_rate(0.95), 1e-6);
+        assert!(TEST.false_match_rate(0.95) < 1e-6, "extrapolated past the curve");
         let mut last = 1.0;
         for i in 0..100 {
             let f = TEST.false_match_rate(i as f32 / 100.0);
             assert!(f <= last, "monotone");
             last = f;
         }
+    }
+
+    #[test]
+    fn thresholds_invert_the_curve_and_extrapolate_the_tail() {
+        assert!((TEST.threshold_for_fmr(1e-3) - 0.4).abs() < 1e-4);
+        let (a, b) = TEST.tail_fit().expect("fit");
+        assert!(b < 0.0 && a.is_finite());
+        let deep = TEST.threshold_for_fmr(1e-9);
+        assert!(deep > 0.72, "beyond the measured curve: {deep}");
+        assert!(TEST.threshold_for_fmr(1e-10) > deep);
+        // The gallery threshold grows with N and never goes below level 4.
+        assert_eq!(TEST.gallery_threshold(1, 0.01), TEST.thresholds[3]);
+        assert!(TEST.gallery_threshold(1_000_000, 0.01) > TEST.gallery_threshold(10_000, 0.01));
     }
 
     #[test]

@@ -48,6 +48,10 @@ pub struct Config {
     pub min_interocular: f32,
     /// Failed token requests allowed per client id per minute.
     pub failed_auth_per_minute: u32,
+    /// 1:N false-positive identification rate target per search.
+    pub fpir_target: f64,
+    /// Base64 AES-256 key for stored images; default: `<data-dir>/image.key`.
+    pub data_key: Option<String>,
 }
 
 impl Default for Config {
@@ -64,6 +68,8 @@ impl Default for Config {
             body_limit: 16 * 1024 * 1024,
             min_interocular: 12.0,
             failed_auth_per_minute: 5,
+            fpir_target: 0.01,
+            data_key: None,
         }
     }
 }
@@ -85,6 +91,8 @@ pub struct PartialConfig {
     pub max_image_pixels: Option<u64>,
     pub min_interocular: Option<f32>,
     pub failed_auth_per_minute: Option<u32>,
+    pub fpir_target: Option<f64>,
+    pub data_key: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -125,6 +133,8 @@ impl PartialConfig {
             max_image_pixels: self.max_image_pixels.or(lower.max_image_pixels),
             min_interocular: self.min_interocular.or(lower.min_interocular),
             failed_auth_per_minute: self.failed_auth_per_minute.or(lower.failed_auth_per_minute),
+            fpir_target: self.fpir_target.or(lower.fpir_target),
+            data_key: self.data_key.or(lower.data_key),
         }
     }
 
@@ -151,7 +161,12 @@ impl PartialConfig {
             body_limit: d.body_limit,
             min_interocular: self.min_interocular.unwrap_or(d.min_interocular),
             failed_auth_per_minute: self.failed_auth_per_minute.unwrap_or(d.failed_auth_per_minute),
+            fpir_target: self.fpir_target.unwrap_or(d.fpir_target),
+            data_key: self.data_key.or(d.data_key),
         };
+        if !(config.fpir_target > 0.0 && config.fpir_target < 1.0) {
+            return Err(ConfigError::Invalid("fpir-target must be between 0 and 1".into()));
+        }
         if config.workers == 0 || config.queue_capacity == 0 {
             return Err(ConfigError::Invalid(
                 "workers and queue-capacity must be at least 1".into(),

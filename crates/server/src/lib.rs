@@ -8,10 +8,12 @@
 //! async threads. Nothing below this crate knows about HTTP.
 
 pub mod admin;
+pub mod analysis;
 pub mod auth;
 pub mod config;
 pub mod error;
 pub mod extract;
+pub mod gallery;
 pub mod inference;
 pub mod limiter;
 pub mod routes;

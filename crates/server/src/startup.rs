@@ -12,7 +12,7 @@ use axum::routing::{get, post};
 use facegate_auth::KeyRing;
 use facegate_auth::keys::KeyError;
 use facegate_storage::{SqliteStore, Store, StoreError};
-use facegate_vision::{EngineOptions, ModelError, ModelsDir};
+use facegate_vision::{EngineOptions, MODEL_VERSION, ModelError, ModelsDir};
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -20,8 +20,9 @@ use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 use crate::config::Config;
 use crate::error::{ApiError, ErrorCode, render_errors};
+use crate::gallery::{Galleries, GalleryError, load_image_key};
 use crate::inference::InferencePool;
-use crate::routes::{docs, face_match, ops, token};
+use crate::routes::{docs, face_match, gallery, ops, token};
 use crate::state::AppState;
 use crate::telemetry::metrics_handle;
 
@@ -34,6 +35,8 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Keys(#[from] KeyError),
+    #[error(transparent)]
+    Gallery(#[from] GalleryError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -42,6 +45,7 @@ pub enum StartError {
 pub struct DataPaths {
     pub database: std::path::PathBuf,
     pub keys: std::path::PathBuf,
+    pub image_key: std::path::PathBuf,
 }
 
 impl DataPaths {
@@ -49,6 +53,7 @@ impl DataPaths {
         Self {
             database: data_dir.join("facegate.db"),
             keys: data_dir.join("keys"),
+            image_key: data_dir.join("image.key"),
         }
     }
 }
@@ -95,8 +100,15 @@ impl Application {
                 .await
                 .map_err(std::io::Error::other)??
         };
+        let galleries = {
+            let store = Arc::clone(&store);
+            let cipher = load_image_key(config.data_key.as_deref(), &DataPaths::new(&config.data_dir).image_key)?;
+            tokio::task::spawn_blocking(move || Galleries::rebuild(store.as_ref(), MODEL_VERSION, cipher))
+                .await
+                .map_err(std::io::Error::other)??
+        };
         let listener = TcpListener::bind(config.listen).await?;
-        let state = AppState::new(config, store, ring, pool, metrics_handle());
+        let state = AppState::new(config, store, ring, pool, metrics_handle(), galleries);
         spawn_housekeeping(state.clone(), keys_dir);
         Ok(Self {
             listener,
@@ -145,6 +157,12 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/api/oauth/token", post(token::issue_token))
         .route("/api/v1/face/match", post(face_match::face_match))
+        .route("/api/v1/face/one-to-n/search", post(gallery::search))
+        .route("/api/v1/face/one-to-n/insert", post(gallery::insert))
+        .route(
+            "/api/v1/face/one-to-n/search/{id}",
+            axum::routing::delete(gallery::delete),
+        )
         .route("/api/v1/openapi.json", get(docs::openapi_json))
         .route("/api/v1/openapi.yaml", get(docs::openapi_yaml))
         .route("/docs", get(docs::docs_page))

@@ -8,6 +8,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::config::Config;
 use crate::error::ApiError;
+use crate::gallery::Galleries;
 use crate::inference::InferencePool;
 use crate::limiter::FailureLimiter;
 
@@ -19,6 +20,7 @@ pub struct AppState {
     pub pool: InferencePool,
     pub limiter: Arc<FailureLimiter>,
     pub metrics: PrometheusHandle,
+    pub galleries: Arc<Galleries>,
 }
 
 impl AppState {
@@ -28,6 +30,7 @@ impl AppState {
         keys: KeyRing,
         pool: InferencePool,
         metrics: PrometheusHandle,
+        galleries: Galleries,
     ) -> Self {
         let limiter = Arc::new(FailureLimiter::new(config.failed_auth_per_minute));
         Self {
@@ -37,6 +40,7 @@ impl AppState {
             pool,
             limiter,
             metrics,
+            galleries: Arc::new(galleries),
         }
     }
 

@@ -6,8 +6,10 @@
 //! passes the same contract tests. Calls are synchronous and short: the server
 //! runs them on its blocking pool.
 
+pub mod cipher;
 mod sqlite;
 
+pub use cipher::ImageCipher;
 pub use sqlite::SqliteStore;
 
 /// A storage failure. Messages name the operation, never row contents.
@@ -56,6 +58,33 @@ pub struct SigningKey {
     pub retired_at: Option<Timestamp>,
 }
 
+/// A template: one model version's embedding of a face.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Template {
+    pub face_id: String,
+    pub model_version: String,
+    pub vector: Vec<f32>,
+}
+
+/// A face enrolled in a tenant's gallery, with its first template.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewFace {
+    pub id: String,
+    pub tenant_id: String,
+    pub created_at: Timestamp,
+    /// The original image, already encrypted (see [`ImageCipher`]).
+    pub sealed_image: Vec<u8>,
+    pub template: Template,
+}
+
+/// A face that still lacks a template of some model version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingFace {
+    pub id: String,
+    /// None when the image was deleted: it cannot be re-embedded.
+    pub sealed_image: Option<Vec<u8>>,
+}
+
 /// Everything facegate persists.
 pub trait Store: Send + Sync {
     fn create_tenant(&self, tenant: &Tenant) -> Result<()>;
@@ -76,4 +105,26 @@ pub trait Store: Send + Sync {
 
     /// A cheap round trip, for readiness checks.
     fn ping(&self) -> Result<()>;
+
+    /// Stores a face and its template in one durable transaction.
+    fn insert_face(&self, face: &NewFace) -> Result<()>;
+    /// Deletes a face's stored image, keeping its templates. `false` when
+    /// the tenant has no such face.
+    fn delete_face_image(&self, tenant_id: &str, face_id: &str, at: Timestamp) -> Result<bool>;
+    /// Deletes a face with its image and templates. `false` when the tenant
+    /// has no such face.
+    fn purge_face(&self, tenant_id: &str, face_id: &str) -> Result<bool>;
+    /// Whether the face exists, and whether its image is still stored.
+    fn face_state(&self, tenant_id: &str, face_id: &str) -> Result<Option<bool>>;
+    /// Every template of one model version in a tenant's gallery.
+    fn templates(&self, tenant_id: &str, model_version: &str) -> Result<Vec<Template>>;
+    /// The vectors of the given faces for one model version.
+    fn template_vectors(&self, model_version: &str, face_ids: &[String]) -> Result<Vec<Template>>;
+    /// Adds a template to an existing face (re-indexing).
+    fn put_template(&self, template: &Template) -> Result<()>;
+    /// Faces of a tenant without a template of `model_version`, up to `limit`.
+    fn faces_without_template(&self, tenant_id: &str, model_version: &str, limit: usize) -> Result<Vec<PendingFace>>;
+    /// The model version a tenant's searches use, once one was set.
+    fn tenant_model(&self, tenant_id: &str) -> Result<Option<String>>;
+    fn set_tenant_model(&self, tenant_id: &str, model_version: &str) -> Result<()>;
 }

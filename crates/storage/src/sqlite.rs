@@ -9,11 +9,12 @@ use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::{Client, Result, SigningKey, Store, StoreError, Tenant, Timestamp};
+use crate::{Client, NewFace, PendingFace, Result, SigningKey, Store, StoreError, Template, Tenant, Timestamp};
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how
 /// many have run. Append only: never edit a released step.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
     CREATE TABLE tenants (
         id TEXT PRIMARY KEY,
         name TEXT NOT NULL UNIQUE,
@@ -34,7 +35,29 @@ const MIGRATIONS: &[&str] = &[r#"
         created_at INTEGER NOT NULL,
         retired_at INTEGER
     );
-"#];
+"#,
+    r#"
+    CREATE TABLE faces (
+        id TEXT PRIMARY KEY,
+        tenant_id TEXT NOT NULL REFERENCES tenants(id),
+        created_at INTEGER NOT NULL,
+        image BLOB,
+        image_deleted_at INTEGER
+    );
+    CREATE INDEX faces_tenant ON faces(tenant_id);
+    CREATE TABLE templates (
+        face_id TEXT NOT NULL REFERENCES faces(id) ON DELETE CASCADE,
+        model_version TEXT NOT NULL,
+        vector BLOB NOT NULL,
+        PRIMARY KEY (face_id, model_version)
+    );
+    CREATE INDEX templates_version ON templates(model_version);
+    CREATE TABLE tenant_models (
+        tenant_id TEXT PRIMARY KEY REFERENCES tenants(id),
+        model_version TEXT NOT NULL
+    );
+"#,
+];
 
 pub struct SqliteStore {
     conn: Mutex<Connection>,
@@ -120,6 +143,27 @@ fn client_row(r: &rusqlite::Row) -> rusqlite::Result<Client> {
             .collect(),
         created_at: r.get(4)?,
         revoked_at: r.get(5)?,
+    })
+}
+
+/// Vectors are stored as little-endian f32.
+fn vector_bytes(vector: &[f32]) -> Vec<u8> {
+    vector.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+fn vector_from(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+fn template_row(r: &rusqlite::Row) -> rusqlite::Result<Template> {
+    let bytes: Vec<u8> = r.get(2)?;
+    Ok(Template {
+        face_id: r.get(0)?,
+        model_version: r.get(1)?,
+        vector: vector_from(&bytes),
     })
 }
 
@@ -241,6 +285,120 @@ impl Store for SqliteStore {
         self.conn().query_row("SELECT 1", [], |_| Ok(()))?;
         Ok(())
     }
+
+    fn insert_face(&self, face: &NewFace) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "INSERT INTO faces (id, tenant_id, created_at, image) VALUES (?1, ?2, ?3, ?4)",
+            params![face.id, face.tenant_id, face.created_at, face.sealed_image],
+        )
+        .map_err(|e| conflict_or(e, "face"))?;
+        let t = &face.template;
+        tx.execute(
+            "INSERT INTO templates (face_id, model_version, vector) VALUES (?1, ?2, ?3)",
+            params![face.id, t.model_version, vector_bytes(&t.vector)],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn delete_face_image(&self, tenant_id: &str, face_id: &str, at: Timestamp) -> Result<bool> {
+        let changed = self.conn().execute(
+            "UPDATE faces SET image = NULL, image_deleted_at = COALESCE(image_deleted_at, ?3)
+             WHERE id = ?1 AND tenant_id = ?2",
+            params![face_id, tenant_id, at],
+        )?;
+        Ok(changed > 0)
+    }
+
+    fn purge_face(&self, tenant_id: &str, face_id: &str) -> Result<bool> {
+        let changed = self.conn().execute(
+            "DELETE FROM faces WHERE id = ?1 AND tenant_id = ?2",
+            params![face_id, tenant_id],
+        )?;
+        Ok(changed > 0)
+    }
+
+    fn face_state(&self, tenant_id: &str, face_id: &str) -> Result<Option<bool>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT image IS NOT NULL FROM faces WHERE id = ?1 AND tenant_id = ?2",
+                params![face_id, tenant_id],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    fn templates(&self, tenant_id: &str, model_version: &str) -> Result<Vec<Template>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT t.face_id, t.model_version, t.vector FROM templates t JOIN faces f ON f.id = t.face_id
+             WHERE f.tenant_id = ?1 AND t.model_version = ?2 ORDER BY f.rowid",
+        )?;
+        let rows = stmt.query_map(params![tenant_id, model_version], template_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn template_vectors(&self, model_version: &str, face_ids: &[String]) -> Result<Vec<Template>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT face_id, model_version, vector FROM templates WHERE face_id = ?1 AND model_version = ?2",
+        )?;
+        let mut out = Vec::with_capacity(face_ids.len());
+        for id in face_ids {
+            if let Some(t) = stmt.query_row(params![id, model_version], template_row).optional()? {
+                out.push(t);
+            }
+        }
+        Ok(out)
+    }
+
+    fn put_template(&self, t: &Template) -> Result<()> {
+        self.conn().execute(
+            "INSERT OR REPLACE INTO templates (face_id, model_version, vector) VALUES (?1, ?2, ?3)",
+            params![t.face_id, t.model_version, vector_bytes(&t.vector)],
+        )?;
+        Ok(())
+    }
+
+    fn faces_without_template(&self, tenant_id: &str, model_version: &str, limit: usize) -> Result<Vec<PendingFace>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT f.id, f.image FROM faces f WHERE f.tenant_id = ?1 AND NOT EXISTS
+               (SELECT 1 FROM templates t WHERE t.face_id = f.id AND t.model_version = ?2)
+             ORDER BY f.rowid LIMIT ?3",
+        )?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = stmt.query_map(params![tenant_id, model_version, limit], |r| {
+            Ok(PendingFace {
+                id: r.get(0)?,
+                sealed_image: r.get(1)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn tenant_model(&self, tenant_id: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT model_version FROM tenant_models WHERE tenant_id = ?1",
+                [tenant_id],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    fn set_tenant_model(&self, tenant_id: &str, model_version: &str) -> Result<()> {
+        self.conn().execute(
+            "INSERT INTO tenant_models (tenant_id, model_version) VALUES (?1, ?2)
+             ON CONFLICT(tenant_id) DO UPDATE SET model_version = excluded.model_version",
+            params![tenant_id, model_version],
+        )?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -311,6 +469,77 @@ mod tests {
         assert_eq!(keys[0].kid, "b");
         assert_eq!(keys[0].retired_at, None);
         assert_eq!(keys[1].retired_at, Some(10));
+    }
+
+    fn face(id: &str, tenant: &str) -> NewFace {
+        NewFace {
+            id: id.into(),
+            tenant_id: tenant.into(),
+            created_at: 5,
+            sealed_image: vec![1, 2, 3],
+            template: Template {
+                face_id: id.into(),
+                model_version: "m1".into(),
+                vector: vec![0.5, -0.25],
+            },
+        }
+    }
+
+    #[test]
+    fn faces_keep_templates_after_image_delete_and_are_tenant_scoped() {
+        let store = SqliteStore::in_memory().expect("opens");
+        store.create_tenant(&tenant("t1", "a")).expect("tenant");
+        store.create_tenant(&tenant("t2", "b")).expect("tenant");
+        store.insert_face(&face("f1", "t1")).expect("insert");
+        store.insert_face(&face("f2", "t1")).expect("insert");
+        assert_eq!(
+            store.templates("t1", "m1").expect("templates")[0].vector,
+            vec![0.5, -0.25]
+        );
+        assert!(store.templates("t2", "m1").expect("templates").is_empty());
+        assert!(
+            !store.delete_face_image("t2", "f1", 9).expect("other tenant"),
+            "another tenant's face is not found"
+        );
+        assert!(store.delete_face_image("t1", "f1", 9).expect("delete"));
+        assert_eq!(store.face_state("t1", "f1").expect("state"), Some(false));
+        assert_eq!(
+            store.templates("t1", "m1").expect("templates").len(),
+            2,
+            "templates stay"
+        );
+        let pending = store.faces_without_template("t1", "m2", 10).expect("pending");
+        assert_eq!(pending.len(), 2);
+        assert_eq!(pending[0].sealed_image, None);
+        store
+            .put_template(&Template {
+                face_id: "f2".into(),
+                model_version: "m2".into(),
+                vector: vec![1.0],
+            })
+            .expect("put");
+        assert_eq!(store.faces_without_template("t1", "m2", 10).expect("pending").len(), 1);
+        assert_eq!(
+            store
+                .template_vectors("m2", &["f2".into(), "f1".into()])
+                .expect("vectors")
+                .len(),
+            1
+        );
+        assert!(!store.purge_face("t2", "f2").expect("other tenant"));
+        assert!(store.purge_face("t1", "f2").expect("purge"));
+        assert_eq!(store.face_state("t1", "f2").expect("state"), None);
+        assert!(
+            store
+                .template_vectors("m2", &["f2".into()])
+                .expect("vectors")
+                .is_empty(),
+            "templates cascade"
+        );
+        assert_eq!(store.tenant_model("t1").expect("model"), None);
+        store.set_tenant_model("t1", "m2").expect("set");
+        store.set_tenant_model("t1", "m3").expect("set");
+        assert_eq!(store.tenant_model("t1").expect("model").as_deref(), Some("m3"));
     }
 
     #[test]

@@ -82,7 +82,9 @@ fn decode_with(
     let (width, height) = decoder.dimensions();
     check_dimensions(width, height, limits)?;
     if !complete {
-        return Err(DecodeError::Corrupt("the image data is truncated (no end-of-image marker)".into()));
+        return Err(DecodeError::Corrupt(
+            "the image data is truncated (no end-of-image marker)".into(),
+        ));
     }
     // The header passed, but a decoder may still try to allocate more than the
     // pixel count implies (e.g. 16-bit RGBA); cap that too.

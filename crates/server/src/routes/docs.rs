@@ -11,13 +11,13 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::ErrorBody;
-use crate::routes::{face_match, ops, token};
+use crate::routes::{face_match, gallery, ops, token};
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "facegate", description = "Self-hosted face verification, compatible with the uqudo Face API. \
         Fields marked as facegate additions are not in uqudo's API; none of uqudo's fields are renamed."),
-    paths(token::issue_token, face_match::face_match, ops::healthz, ops::readyz, ops::metrics),
+    paths(token::issue_token, face_match::face_match, gallery::search, gallery::insert, gallery::delete, ops::healthz, ops::readyz, ops::metrics),
     components(schemas(ErrorBody)),
     modifiers(&BearerAuth),
     tags(

@@ -3,14 +3,15 @@
 use axum::extract::State;
 use facegate_auth::Permission;
 use facegate_matching::{calibration_for, check_level};
-use facegate_vision::{Analysis, MODEL_VERSION};
+use facegate_vision::MODEL_VERSION;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::analysis::analyze;
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody, ErrorCode};
-use crate::extract::{ApiJson, base64_image};
-use crate::inference::{Admission, Admitted};
+use crate::extract::ApiJson;
+use crate::inference::Admitted;
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -79,7 +80,7 @@ pub async fn face_match(
         analyze(&state, &admission, "sourceImage", request.source_image),
         analyze(&state, &admission, "targetImage", request.target_image)
     );
-    let (source, target) = (source?, target?);
+    let (source, target) = (source?.analysis, target?.analysis);
     let calibration =
         calibration_for(MODEL_VERSION).ok_or_else(|| ApiError::internal("no calibration for the model"))?;
     let similarity = source.face.embedding.cosine(&target.face.embedding);
@@ -95,48 +96,4 @@ pub async fn face_match(
         },
         model_version: MODEL_VERSION,
     }))
-}
-
-/// Decodes a base64 field and analyses it on the inference pool.
-pub async fn analyze(
-    state: &AppState,
-    admission: &Admission,
-    field: &'static str,
-    base64: String,
-) -> Result<Analysis, ApiError> {
-    let max_bytes = state.config.limits.max_bytes;
-    let min_interocular = state.config.min_interocular;
-    let result = admission
-        .run(move |engine| -> Result<Analysis, ApiError> {
-            let bytes = base64_image(field, &base64, max_bytes)?;
-            let analysis = engine.analyze(&bytes).map_err(|e| ApiError::from_vision(field, e))?;
-            record_stages(&analysis);
-            if analysis.face.quality.interocular < min_interocular {
-                return Err(ApiError::new(
-                    ErrorCode::FaceTooSmall,
-                    format!(
-                        "{field}: the face is too small (eyes {:.0} px apart, {min_interocular:.0} needed)",
-                        analysis.face.quality.interocular
-                    ),
-                ));
-            }
-            Ok(analysis)
-        })
-        .await;
-    match result {
-        Ok(inner) => inner,
-        Err(e) => Err(ApiError::internal(e)),
-    }
-}
-
-fn record_stages(a: &Analysis) {
-    let t = a.timings;
-    for (stage, d) in [
-        ("decode", t.decode),
-        ("detect", t.detect),
-        ("align", t.align),
-        ("embed", t.embed),
-    ] {
-        metrics::histogram!("facegate_stage_duration_seconds", "stage" => stage).record(d.as_secs_f64());
-    }
 }

@@ -2,5 +2,6 @@
 
 pub mod docs;
 pub mod face_match;
+pub mod gallery;
 pub mod ops;
 pub mod token;

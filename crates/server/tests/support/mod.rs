@@ -51,7 +51,11 @@ impl TestApp {
 
     /// Starts a server; `tweak` adjusts the config first.
     pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
-        let data = tempfile::tempdir().expect("tempdir");
+        Self::spawn_in(tempfile::tempdir().expect("tempdir"), tweak).await
+    }
+
+    /// Starts a server on an existing data directory (a restart).
+    pub async fn spawn_in(data: tempfile::TempDir, tweak: impl FnOnce(&mut Config)) -> TestApp {
         let partial = PartialConfig {
             listen: Some("127.0.0.1:0".parse().expect("addr")),
             data_dir: Some(data.path().to_path_buf()),
@@ -151,6 +155,13 @@ impl TestApp {
             body["minimumMatchLevel"] = json!(level);
         }
         self.post_json("/api/v1/face/match", token, &body).await
+    }
+
+    /// Stops the server and hands back its data directory.
+    pub async fn stop(mut self) -> tempfile::TempDir {
+        self.shutdown().await;
+        let TestApp { data, .. } = self;
+        data
     }
 
     /// Stops accepting connections and waits for in-flight requests.

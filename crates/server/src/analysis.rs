@@ -1,0 +1,59 @@
+//! Running the vision pipeline for a request: base64 field → bytes →
+//! analysis on the inference pool, with the API's size and face rules.
+
+use facegate_vision::Analysis;
+
+use crate::error::{ApiError, ErrorCode};
+use crate::extract::base64_image;
+use crate::inference::Admission;
+use crate::state::AppState;
+
+/// A request image, decoded and analysed.
+pub struct Analysed {
+    pub analysis: Analysis,
+    /// The image as uploaded, for storage.
+    pub bytes: Vec<u8>,
+}
+
+/// Decodes a base64 field and analyses it on the inference pool.
+pub async fn analyze(
+    state: &AppState,
+    admission: &Admission,
+    field: &'static str,
+    base64: String,
+) -> Result<Analysed, ApiError> {
+    let max_bytes = state.config.limits.max_bytes;
+    let min_interocular = state.config.min_interocular;
+    let result = admission
+        .run(move |engine| -> Result<Analysed, ApiError> {
+            let bytes = base64_image(field, &base64, max_bytes)?;
+            let analysis = engine.analyze(&bytes).map_err(|e| ApiError::from_vision(field, e))?;
+            record_stages(&analysis);
+            if analysis.face.quality.interocular < min_interocular {
+                return Err(ApiError::new(
+                    ErrorCode::FaceTooSmall,
+                    format!(
+                        "{field}: the face is too small (eyes {:.0} px apart, {min_interocular:.0} needed)",
+                        analysis.face.quality.interocular
+                    ),
+                ));
+            }
+            Ok(Analysed { analysis, bytes })
+        })
+        .await;
+    match result {
+        Ok(inner) => inner,
+        Err(e) => Err(ApiError::internal(e)),
+    }
+}
+fn record_stages(a: &Analysis) {
+    let t = a.timings;
+    for (stage, d) in [
+        ("decode", t.decode),
+        ("detect", t.detect),
+        ("align", t.align),
+        ("embed", t.embed),
+    ] {
+        metrics::histogram!("facegate_stage_duration_seconds", "stage" => stage).record(d.as_secs_f64());
+    }
+}
