@@ -20,6 +20,26 @@ use crate::progress::bar;
 pub enum EvalCommand {
     /// Labeled Faces in the Wild, 10-fold verification.
     Lfw(LfwArgs),
+    /// LFW open-set 1:N identification: TPIR and FPIR at the gallery threshold.
+    Openset(OpensetArgs),
+}
+
+#[derive(Args)]
+pub struct OpensetArgs {
+    /// The LFW directory [default: $FACEGATE_DATASETS/lfw or ../shared/datasets/lfw].
+    #[arg(long)]
+    lfw: Option<PathBuf>,
+    /// Single-image people held out as non-mated probes.
+    #[arg(long, default_value_t = 500)]
+    held_out: usize,
+    /// FPIR target that sets the threshold.
+    #[arg(long, default_value_t = 0.01)]
+    fpir: f64,
+    /// Where `lfw-openset.json` goes.
+    #[arg(long, default_value = "reports")]
+    out: PathBuf,
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
 }
 
 #[derive(Args)]
@@ -119,7 +139,61 @@ fn score_folds(folds: &[Vec<Pair>], index: &HashMap<&ImageId, Option<&Embedding>
 }
 
 pub fn run(models: &ModelsDir, cmd: EvalCommand) -> Result<()> {
-    let EvalCommand::Lfw(args) = cmd;
+    match cmd {
+        EvalCommand::Lfw(args) => verification(models, args),
+        EvalCommand::Openset(args) => openset(models, args),
+    }
+}
+
+fn openset(models: &ModelsDir, args: OpensetArgs) -> Result<()> {
+    let lfw = lfw_dir(args.lfw.as_deref())?;
+    let ids = lfw.all_images()?;
+    let (embeddings, failures) = embed_images(models, &lfw, &ids, args.workers, EngineOptions::default())?;
+    let vectors: Vec<Option<Vec<f32>>> = embeddings
+        .iter()
+        .map(|e| e.as_ref().map(|e| e.as_slice().to_vec()))
+        .collect();
+    let cal = calibration_for(MODEL_VERSION).context("no calibration for this model")?;
+    let report = facegate_eval::openset::run(&ids, &vectors, cal, args.fpir, args.held_out);
+    std::fs::create_dir_all(&args.out)?;
+    let path = args.out.join("lfw-openset.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
+    println!(
+        "gallery {} faces, {} mated probes, {} non-mated probes, {} detection failures",
+        report.gallery_size,
+        report.mated_probes,
+        report.non_mated_probes,
+        failures.len()
+    );
+    println!(
+        "threshold {:.4} (FPIR target {:.1}%)",
+        report.threshold,
+        report.fpir_target * 100.0
+    );
+    println!(
+        "rank-1 TPIR at the threshold {:.2}%  (rank-1 accuracy at any score {:.2}%)",
+        report.tpir_rank1 * 100.0,
+        report.rank1_accuracy * 100.0
+    );
+    println!(
+        "FPIR of held-out probes {:.2}% ({} matched themselves under another LFW name; {:.2}% counting those)",
+        report.fpir * 100.0,
+        report.alias_matches,
+        report.fpir_uncorrected * 100.0
+    );
+    for f in &report.false_positives {
+        let why = if f.alias {
+            "same person, two names"
+        } else {
+            "false positive"
+        };
+        println!("  {} → {} {:.4} ({why})", f.probe, f.matched, f.similarity);
+    }
+    eprintln!("wrote {}", path.display());
+    Ok(())
+}
+
+fn verification(models: &ModelsDir, args: LfwArgs) -> Result<()> {
     let lfw = lfw_dir(args.lfw.as_deref())?;
     let pairs_file = args.pairs.clone().unwrap_or_else(|| lfw.root().join("pairs.txt"));
     let folds = lfw.read_pairs(&pairs_file)?;

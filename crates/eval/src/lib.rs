@@ -8,11 +8,13 @@
 //! - [`lfw`]: LFW's image layout and pair lists;
 //! - [`batch`]: embedding many images on several worker threads;
 //! - [`protocol`]: the 10-fold accuracy protocol and TMR at fixed FMR;
+//! - [`openset`]: open-set 1:N identification (TPIR and FPIR);
 //! - [`roc`]: the ROC curve as a PNG.
 
 pub mod batch;
 pub mod datasets;
 pub mod lfw;
+pub mod openset;
 pub mod protocol;
 pub mod roc;
 
