@@ -107,7 +107,11 @@ pub trait Store: Send + Sync {
     fn ping(&self) -> Result<()>;
 
     /// Stores a face and its template in one durable transaction.
-    fn insert_face(&self, face: &NewFace) -> Result<()>;
+    fn insert_face(&self, face: &NewFace) -> Result<()> {
+        self.insert_faces(std::slice::from_ref(face))
+    }
+    /// Stores many faces in one durable transaction (bulk loads).
+    fn insert_faces(&self, faces: &[NewFace]) -> Result<()>;
     /// Deletes a face's stored image, keeping its templates. `false` when
     /// the tenant has no such face.
     fn delete_face_image(&self, tenant_id: &str, face_id: &str, at: Timestamp) -> Result<bool>;

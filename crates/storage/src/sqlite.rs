@@ -286,19 +286,22 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    fn insert_face(&self, face: &NewFace) -> Result<()> {
+    fn insert_faces(&self, faces: &[NewFace]) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        tx.execute(
-            "INSERT INTO faces (id, tenant_id, created_at, image) VALUES (?1, ?2, ?3, ?4)",
-            params![face.id, face.tenant_id, face.created_at, face.sealed_image],
-        )
-        .map_err(|e| conflict_or(e, "face"))?;
-        let t = &face.template;
-        tx.execute(
-            "INSERT INTO templates (face_id, model_version, vector) VALUES (?1, ?2, ?3)",
-            params![face.id, t.model_version, vector_bytes(&t.vector)],
-        )?;
+        {
+            let mut face_stmt =
+                tx.prepare_cached("INSERT INTO faces (id, tenant_id, created_at, image) VALUES (?1, ?2, ?3, ?4)")?;
+            let mut template_stmt =
+                tx.prepare_cached("INSERT INTO templates (face_id, model_version, vector) VALUES (?1, ?2, ?3)")?;
+            for face in faces {
+                face_stmt
+                    .execute(params![face.id, face.tenant_id, face.created_at, face.sealed_image])
+                    .map_err(|e| conflict_or(e, "face"))?;
+                let t = &face.template;
+                template_stmt.execute(params![face.id, t.model_version, vector_bytes(&t.vector)])?;
+            }
+        }
         tx.commit()?;
         Ok(())
     }

@@ -2,6 +2,7 @@
 //! the HTTP API under load (`bench http`).
 
 pub mod engine;
+pub mod gallery;
 pub mod http;
 
 use anyhow::Result;
@@ -23,6 +24,8 @@ enum BenchWhat {
     Engine(engine::BenchArgs),
     /// Match requests against a freshly started server, at several concurrencies.
     Http(http::HttpArgs),
+    /// The 1:N index: inserts, search latency, recall, memory, rebuild.
+    Gallery(gallery::GalleryArgs),
 }
 
 /// The median of `values` (NaN when empty).
@@ -46,5 +49,6 @@ pub fn run(models: &ModelsDir, cmd: BenchCommand) -> Result<()> {
         None => engine::run(models, &cmd.engine),
         Some(BenchWhat::Engine(args)) => engine::run(models, &args),
         Some(BenchWhat::Http(args)) => http::run(models, &args),
+        Some(BenchWhat::Gallery(args)) => gallery::run(models, &args),
     }
 }
