@@ -128,8 +128,11 @@ pub fn run(models: &ModelsDir, args: &GalleryArgs) -> Result<()> {
     Ok(())
 }
 
+/// Vectors, one per face.
+type Vectors = Vec<Vec<f32>>;
+
 /// Embeddings of LFW images: (enrolled, probes of the same people).
-fn lfw_vectors(models: &ModelsDir, args: &GalleryArgs) -> Result<(Vec<Vec<f32>>, Vec<Vec<f32>>)> {
+fn lfw_vectors(models: &ModelsDir, args: &GalleryArgs) -> Result<(Vectors, Vectors)> {
     if args.lfw_images == 0 {
         return Ok((Vec::new(), Vec::new()));
     }
