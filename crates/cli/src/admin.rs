@@ -155,3 +155,32 @@ pub fn keys(data_dir: &Path, cmd: KeysCommand) -> Result<()> {
     }
     Ok(())
 }
+
+/// `facegate reindex --model V`.
+pub fn reindex(data_dir: &Path, models: &facegate_vision::ModelsDir, target: &str, json: bool) -> Result<()> {
+    let admin = Admin::open(data_dir)?;
+    let bar = crate::progress::bar(admin.pending_faces(target)?, "re-embedding");
+    let key = std::env::var("FACEGATE_DATA_KEY").ok();
+    let reports = admin.reindex(models, key.as_deref(), target, || bar.inc(1))?;
+    bar.finish_and_clear();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&reports)?);
+        return Ok(());
+    }
+    for r in &reports {
+        println!(
+            "{}: {} re-embedded, {} without image (kept on the old version until purged), {} without a face{}",
+            r.tenant,
+            r.embedded,
+            r.without_image,
+            r.no_face,
+            if r.switched {
+                "; switched to the new version"
+            } else {
+                ""
+            }
+        );
+    }
+    println!("restart `facegate serve` to search the re-indexed galleries");
+    Ok(())
+}

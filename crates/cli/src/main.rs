@@ -51,6 +51,14 @@ enum Command {
     Eval(eval::EvalCommand),
     /// Measure match-level thresholds on every LFW pair and write the table.
     Calibrate(calibrate::CalibrateArgs),
+    /// Re-embed every gallery face that has its image onto a model version.
+    Reindex {
+        /// The target model version (this build's: see `facegate models verify`).
+        #[arg(long)]
+        model: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Per-stage timings and throughput.
     Bench(bench::BenchCommand),
     /// Check the model files against their pinned hashes.
@@ -74,6 +82,7 @@ fn main() -> anyhow::Result<()> {
         Command::Tenant(cmd) => admin::tenant(&data_dir, cmd),
         Command::Client(cmd) => admin::client(&data_dir, cmd),
         Command::Keys(cmd) => admin::keys(&data_dir, cmd),
+        Command::Reindex { model, json } => admin::reindex(&data_dir, &models, &model, json),
         Command::Compare(args) => inspect::compare(&models, &args),
         Command::Detect(args) => inspect::detect(&models, &args),
         Command::Embed(args) => inspect::embed(&models, &args),
@@ -105,6 +114,9 @@ fn verify(models: &ModelsDir) -> anyhow::Result<()> {
         println!("ok  {}  {}", file.sha256, path.display());
     }
     FaceEngine::load(models, EngineOptions::default())?;
-    println!("models load in ONNX Runtime");
+    println!(
+        "models load in ONNX Runtime; model version {}",
+        facegate_vision::MODEL_VERSION
+    );
     Ok(())
 }

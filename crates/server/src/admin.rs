@@ -9,6 +9,10 @@ use facegate_auth::secrets::{self, SecretError};
 use facegate_auth::{KeyRing, Permission};
 use facegate_storage::{Client, SqliteStore, Store, StoreError, Tenant};
 
+use facegate_vision::{EngineOptions, FaceEngine, ModelsDir};
+
+use crate::gallery::load_image_key;
+use crate::reindex::{TenantReindex, reindex};
 use crate::startup::{DataPaths, StartError, open_store};
 
 #[derive(Debug, thiserror::Error)]
@@ -30,13 +34,16 @@ pub enum AdminError {
 pub struct Admin {
     store: SqliteStore,
     keys_dir: PathBuf,
+    image_key: PathBuf,
 }
 
 impl Admin {
     pub fn open(data_dir: &Path) -> Result<Self, AdminError> {
+        let paths = DataPaths::new(data_dir);
         Ok(Self {
             store: open_store(data_dir)?,
-            keys_dir: DataPaths::new(data_dir).keys,
+            keys_dir: paths.keys,
+            image_key: paths.image_key,
         })
     }
 
@@ -93,6 +100,29 @@ impl Admin {
     pub fn rotate_keys(&self) -> Result<String, AdminError> {
         KeyRing::ensure(&self.store, &self.keys_dir)?;
         Ok(KeyRing::rotate(&self.store, &self.keys_dir)?)
+    }
+
+    /// Re-embeds every gallery onto `target` (see [`crate::reindex`]).
+    pub fn reindex(
+        &self,
+        models: &ModelsDir,
+        data_key: Option<&str>,
+        target: &str,
+        progress: impl FnMut(),
+    ) -> Result<Vec<TenantReindex>, AdminError> {
+        let cipher = load_image_key(data_key, &self.image_key).map_err(|e| AdminError::Invalid(e.to_string()))?;
+        let mut engine =
+            FaceEngine::load(models, EngineOptions::default()).map_err(|e| AdminError::Invalid(e.to_string()))?;
+        reindex(&self.store, &cipher, &mut engine, target, progress).map_err(|e| AdminError::Invalid(e.to_string()))
+    }
+
+    /// Faces in the store that need re-embedding onto `target`.
+    pub fn pending_faces(&self, target: &str) -> Result<usize, AdminError> {
+        let mut total = 0;
+        for tenant in self.store.tenants()? {
+            total += self.store.count_faces_without_template(&tenant.id, target)?;
+        }
+        Ok(total)
     }
 
     pub fn has_clients(&self) -> Result<bool, AdminError> {

@@ -16,6 +16,7 @@ pub mod extract;
 pub mod gallery;
 pub mod inference;
 pub mod limiter;
+pub mod reindex;
 pub mod routes;
 pub mod startup;
 pub mod state;

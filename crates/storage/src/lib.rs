@@ -80,6 +80,8 @@ pub struct NewFace {
 /// A face that still lacks a template of some model version.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PendingFace {
+    /// Position for resuming the scan after this face.
+    pub cursor: i64,
     pub id: String,
     /// None when the image was deleted: it cannot be re-embedded.
     pub sealed_image: Option<Vec<u8>>,
@@ -126,8 +128,17 @@ pub trait Store: Send + Sync {
     fn template_vectors(&self, model_version: &str, face_ids: &[String]) -> Result<Vec<Template>>;
     /// Adds a template to an existing face (re-indexing).
     fn put_template(&self, template: &Template) -> Result<()>;
-    /// Faces of a tenant without a template of `model_version`, up to `limit`.
-    fn faces_without_template(&self, tenant_id: &str, model_version: &str, limit: usize) -> Result<Vec<PendingFace>>;
+    /// Faces of a tenant without a template of `model_version`, after
+    /// `cursor` (0 to start), up to `limit`, in a stable order.
+    fn faces_without_template(
+        &self,
+        tenant_id: &str,
+        model_version: &str,
+        cursor: i64,
+        limit: usize,
+    ) -> Result<Vec<PendingFace>>;
+    /// How many faces of a tenant lack a template of `model_version`.
+    fn count_faces_without_template(&self, tenant_id: &str, model_version: &str) -> Result<usize>;
     /// The model version a tenant's searches use, once one was set.
     fn tenant_model(&self, tenant_id: &str) -> Result<Option<String>>;
     fn set_tenant_model(&self, tenant_id: &str, model_version: &str) -> Result<()>;

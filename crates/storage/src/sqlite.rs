@@ -366,21 +366,38 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    fn faces_without_template(&self, tenant_id: &str, model_version: &str, limit: usize) -> Result<Vec<PendingFace>> {
+    fn faces_without_template(
+        &self,
+        tenant_id: &str,
+        model_version: &str,
+        cursor: i64,
+        limit: usize,
+    ) -> Result<Vec<PendingFace>> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
-            "SELECT f.id, f.image FROM faces f WHERE f.tenant_id = ?1 AND NOT EXISTS
+            "SELECT f.rowid, f.id, f.image FROM faces f WHERE f.tenant_id = ?1 AND f.rowid > ?3 AND NOT EXISTS
                (SELECT 1 FROM templates t WHERE t.face_id = f.id AND t.model_version = ?2)
-             ORDER BY f.rowid LIMIT ?3",
+             ORDER BY f.rowid LIMIT ?4",
         )?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = stmt.query_map(params![tenant_id, model_version, limit], |r| {
+        let rows = stmt.query_map(params![tenant_id, model_version, cursor, limit], |r| {
             Ok(PendingFace {
-                id: r.get(0)?,
-                sealed_image: r.get(1)?,
+                cursor: r.get(0)?,
+                id: r.get(1)?,
+                sealed_image: r.get(2)?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn count_faces_without_template(&self, tenant_id: &str, model_version: &str) -> Result<usize> {
+        let n: i64 = self.conn().query_row(
+            "SELECT COUNT(*) FROM faces f WHERE f.tenant_id = ?1 AND NOT EXISTS
+               (SELECT 1 FROM templates t WHERE t.face_id = f.id AND t.model_version = ?2)",
+            params![tenant_id, model_version],
+            |r| r.get(0),
+        )?;
+        Ok(usize::try_from(n).unwrap_or(0))
     }
 
     fn tenant_model(&self, tenant_id: &str) -> Result<Option<String>> {
@@ -511,9 +528,14 @@ mod tests {
             2,
             "templates stay"
         );
-        let pending = store.faces_without_template("t1", "m2", 10).expect("pending");
+        let pending = store.faces_without_template("t1", "m2", 0, 10).expect("pending");
         assert_eq!(pending.len(), 2);
         assert_eq!(pending[0].sealed_image, None);
+        let after_first = store
+            .faces_without_template("t1", "m2", pending[0].cursor, 10)
+            .expect("pending");
+        assert_eq!(after_first.len(), 1, "the cursor resumes after a face");
+        assert_eq!(store.count_faces_without_template("t1", "m2").expect("count"), 2);
         store
             .put_template(&Template {
                 face_id: "f2".into(),
@@ -521,7 +543,10 @@ mod tests {
                 vector: vec![1.0],
             })
             .expect("put");
-        assert_eq!(store.faces_without_template("t1", "m2", 10).expect("pending").len(), 1);
+        assert_eq!(
+            store.faces_without_template("t1", "m2", 0, 10).expect("pending").len(),
+            1
+        );
         assert_eq!(
             store
                 .template_vectors("m2", &["f2".into(), "f1".into()])

@@ -223,7 +223,17 @@ async fn enrol(state: &AppState, tenant: &str, analysed: Analysed) -> Result<Str
             vector: vector.clone(),
         },
     };
-    state.store(move |s| s.insert_face(&face)).await?;
+    let version = state.galleries.model_version().to_string();
+    state
+        .store(move |s| {
+            // The first enrolment pins the tenant to this model version, so a
+            // later build with another model knows the gallery needs reindexing.
+            if s.tenant_model(&face.tenant_id)?.is_none() {
+                s.set_tenant_model(&face.tenant_id, &version)?;
+            }
+            s.insert_face(&face)
+        })
+        .await?;
     let partition = state.galleries.partition(tenant);
     partition
         .write()
