@@ -39,6 +39,33 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, for documentation and tests.
+    pub const ALL: [ErrorCode; 20] = {
+        use ErrorCode::*;
+        [
+            InvalidRequest,
+            UnsupportedContentType,
+            InvalidBase64,
+            InvalidMatchLevel,
+            InvalidImage,
+            ImageTooSmall,
+            NoFaceDetected,
+            FaceTooSmall,
+            ImageTooLarge,
+            PayloadTooLarge,
+            UnsupportedMediaType,
+            UnsupportedGrantType,
+            InvalidClient,
+            Unauthorized,
+            Forbidden,
+            NotFound,
+            MethodNotAllowed,
+            TooManyAttempts,
+            Busy,
+            Internal,
+        ]
+    };
+
     pub fn status(self) -> StatusCode {
         use ErrorCode::*;
         match self {
@@ -261,29 +288,7 @@ mod tests {
 
     #[test]
     fn every_code_has_a_distinct_name_and_an_error_status() {
-        use ErrorCode::*;
-        let all = [
-            InvalidRequest,
-            UnsupportedContentType,
-            InvalidBase64,
-            InvalidMatchLevel,
-            InvalidImage,
-            ImageTooSmall,
-            NoFaceDetected,
-            FaceTooSmall,
-            ImageTooLarge,
-            PayloadTooLarge,
-            UnsupportedMediaType,
-            UnsupportedGrantType,
-            InvalidClient,
-            Unauthorized,
-            Forbidden,
-            NotFound,
-            MethodNotAllowed,
-            TooManyAttempts,
-            Busy,
-            Internal,
-        ];
+        let all = ErrorCode::ALL;
         let mut names: Vec<&str> = all.iter().map(|c| c.as_str()).collect();
         names.sort();
         names.dedup();

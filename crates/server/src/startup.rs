@@ -16,7 +16,7 @@ use facegate_vision::{EngineOptions, MODEL_VERSION, ModelError, ModelsDir};
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::{DefaultOnFailure, TraceLayer};
+use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
 
 use crate::config::Config;
 use crate::error::{ApiError, ErrorCode, render_errors};
@@ -181,6 +181,8 @@ pub fn router(state: AppState) -> Router {
                 // 5xx are logged where they arise (with their cause), and a
                 // 503 under load is expected: no per-response error lines.
                 .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG))
+                // One line per request: method, path, status, latency (no bodies).
+                .on_response(DefaultOnResponse::new().level(tracing::Level::INFO))
                 .make_span_with(|request: &axum::http::Request<_>| {
             let id = request
                 .headers()

@@ -18,13 +18,7 @@ fn any_body() -> Value {
 async fn client_credentials_issue_a_verifiable_token() {
     let app = TestApp::spawn().await;
     let c = app.client("acme", "face:match,face:search");
-    let response = app
-        .token_response(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", &c.id),
-            ("client_secret", &c.secret),
-        ])
-        .await;
+    let response = app.credentials_response(&c).await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["cache-control"], "no-store");
     let body: Value = response.json().await.expect("json");
@@ -104,13 +98,7 @@ async fn revoked_clients_lose_tokens_and_existing_tokens() {
     let c = app.client("acme", "face:match");
     let token = app.token(&c).await;
     app.admin().revoke_client(&c.id).expect("revoke");
-    let again = app
-        .token_response(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", &c.id),
-            ("client_secret", &c.secret),
-        ])
-        .await;
+    let again = app.credentials_response(&c).await;
     assert_error(again, 401, "invalid_client").await;
     let used = app.post_json(MATCH, &token, &any_body()).await;
     assert_error(used, 401, "unauthorized").await;

@@ -120,14 +120,18 @@ impl TestApp {
             .expect("request")
     }
 
+    /// The token endpoint's answer for a client's own credentials.
+    pub async fn credentials_response(&self, c: &Credentials) -> reqwest::Response {
+        self.token_response(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", &c.id),
+            ("client_secret", &c.secret),
+        ])
+        .await
+    }
+
     pub async fn token(&self, c: &Credentials) -> String {
-        let response = self
-            .token_response(&[
-                ("grant_type", "client_credentials"),
-                ("client_id", &c.id),
-                ("client_secret", &c.secret),
-            ])
-            .await;
+        let response = self.credentials_response(c).await;
         assert_eq!(response.status(), 200);
         let body: Value = response.json().await.expect("json");
         body["access_token"].as_str().expect("token").to_string()
