@@ -34,13 +34,14 @@ pub enum ErrorCode {
     NotFound,
     MethodNotAllowed,
     TooManyAttempts,
+    ReindexRequired,
     Busy,
     Internal,
 }
 
 impl ErrorCode {
     /// Every code, for documentation and tests.
-    pub const ALL: [ErrorCode; 20] = {
+    pub const ALL: [ErrorCode; 21] = {
         use ErrorCode::*;
         [
             InvalidRequest,
@@ -61,6 +62,7 @@ impl ErrorCode {
             NotFound,
             MethodNotAllowed,
             TooManyAttempts,
+            ReindexRequired,
             Busy,
             Internal,
         ]
@@ -78,6 +80,7 @@ impl ErrorCode {
             ImageTooLarge | PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             UnsupportedMediaType | UnsupportedContentType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             TooManyAttempts => StatusCode::TOO_MANY_REQUESTS,
+            ReindexRequired => StatusCode::CONFLICT,
             Busy => StatusCode::SERVICE_UNAVAILABLE,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -104,6 +107,7 @@ impl ErrorCode {
             NotFound => "not_found",
             MethodNotAllowed => "method_not_allowed",
             TooManyAttempts => "too_many_attempts",
+            ReindexRequired => "reindex_required",
             Busy => "service_busy",
             Internal => "internal_error",
         }

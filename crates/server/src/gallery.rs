@@ -14,6 +14,8 @@ pub type SharedPartition = Arc<RwLock<Partition>>;
 
 pub struct Galleries {
     model_version: String,
+    /// Tenants whose gallery was made by another model version.
+    stale: std::collections::HashSet<String>,
     partitions: RwLock<HashMap<String, SharedPartition>>,
     insert_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     pub cipher: ImageCipher,
@@ -40,6 +42,7 @@ impl Galleries {
     /// Loads every tenant's templates of `model_version` from the store.
     pub fn rebuild(store: &dyn Store, model_version: &str, cipher: ImageCipher) -> Result<Self, GalleryError> {
         let mut partitions = HashMap::new();
+        let mut stale = std::collections::HashSet::new();
         let start = std::time::Instant::now();
         let mut total = 0usize;
         for tenant in store.tenants()? {
@@ -48,6 +51,7 @@ impl Galleries {
                 .unwrap_or_else(|| model_version.to_string());
             if version != model_version {
                 tracing::warn!(tenant = %tenant.id, %version, "gallery is on another model version; run `facegate reindex`");
+                stale.insert(tenant.id);
                 continue;
             }
             let templates = store.templates(&tenant.id, model_version)?;
@@ -70,6 +74,7 @@ impl Galleries {
         );
         Ok(Self {
             model_version: model_version.to_string(),
+            stale,
             partitions: RwLock::new(partitions),
             insert_locks: Mutex::new(HashMap::new()),
             cipher,
@@ -78,6 +83,12 @@ impl Galleries {
 
     pub fn model_version(&self) -> &str {
         &self.model_version
+    }
+
+    /// Whether the tenant's gallery awaits `facegate reindex` onto this
+    /// build's model: searching it would compare templates of two models.
+    pub fn needs_reindex(&self, tenant: &str) -> bool {
+        self.stale.contains(tenant)
     }
 
     /// The tenant's partition, created empty on first use.

@@ -42,6 +42,21 @@ async fn reindex_moves_a_gallery_to_the_new_model() {
     store.set_tenant_model(&tenant.id, OLD).expect("pin");
     assert!(store.delete_face_image(&tenant.id, &ids[2], 5).expect("delete image"));
 
+    drop(store);
+    // Before re-indexing, the server refuses to search a gallery of another model.
+    let app = TestApp::spawn_in(data, |_| {}).await;
+    let creds = support::Credentials {
+        id: client.id.clone(),
+        secret: secret.clone(),
+        tenant: tenant.id.clone(),
+    };
+    let token = app.token(&creds).await;
+    let body = json!({"idPhoto": b64(&sample(photos[0]))});
+    let refused = app.post_json("/api/v1/face/one-to-n/search", &token, &body).await;
+    support::assert_error(refused, 409, "reindex_required").await;
+    let data = app.stop().await;
+    let store = SqliteStore::open(&data.path().join("facegate.db")).expect("store");
+
     let models = ModelsDir::new(support::models_dir());
     assert!(
         admin.reindex(&models, None, "sface-unknown", || {}).is_err(),
@@ -75,14 +90,7 @@ async fn reindex_moves_a_gallery_to_the_new_model() {
     drop(store);
 
     let app = TestApp::spawn_in(data, |_| {}).await;
-    let token = app
-        .token(&support::Credentials {
-            id: client.id,
-            secret,
-            tenant: tenant.id,
-        })
-        .await;
-    let body = json!({"idPhoto": b64(&sample(photos[0]))});
+    let token = app.token(&creds).await;
     let found: serde_json::Value = app
         .post_json("/api/v1/face/one-to-n/search", &token, &body)
         .await

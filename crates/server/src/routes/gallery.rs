@@ -26,6 +26,17 @@ use crate::gallery::{face_id, face_key};
 use crate::inference::Admitted;
 use crate::state::AppState;
 
+/// 409 while the tenant's gallery is on another model version.
+fn current_gallery(state: &AppState, tenant: &str) -> Result<(), ApiError> {
+    if state.galleries.needs_reindex(tenant) {
+        return Err(ApiError::new(
+            ErrorCode::ReindexRequired,
+            "this gallery was made by another model version; it needs `facegate reindex`",
+        ));
+    }
+    Ok(())
+}
+
 /// Candidates scanned before exact re-ranking (at least).
 const SHORTLIST: usize = 16;
 const MAX_CANDIDATES: usize = 100;
@@ -112,6 +123,7 @@ pub struct DeleteParams {
         (status = 400, description = "Invalid input or no face", body = ErrorBody),
         (status = 401, body = ErrorBody),
         (status = 403, description = "face:search missing, or face:search:insert with insert: true", body = ErrorBody),
+        (status = 409, description = "The gallery awaits `facegate reindex` onto this model version", body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 503, body = ErrorBody),
     )
 )]
@@ -125,6 +137,7 @@ pub async fn search(
     if request.insert {
         caller.require(Permission::FaceSearchInsert)?;
     }
+    current_gallery(&state, caller.tenant())?;
     if request.max_candidates > MAX_CANDIDATES {
         return Err(ApiError::new(
             ErrorCode::InvalidRequest,
@@ -260,6 +273,7 @@ pub async fn insert(
     ApiJson(request): ApiJson<InsertRequest>,
 ) -> Result<axum::Json<InsertResponse>, ApiError> {
     caller.require(Permission::FaceSearchInsert)?;
+    current_gallery(&state, caller.tenant())?;
     let analysed = analyze(&state, &admission, "idPhoto", request.id_photo).await?;
     drop(admission);
     let id = enrol(&state, caller.tenant(), analysed).await?;
