@@ -9,30 +9,14 @@ use support::{TestApp, assert_error, sample};
 #[tokio::test]
 async fn health_readiness_and_metrics() {
     let app = TestApp::spawn().await;
-    let health: Value = app
-        .http
-        .get(app.url("/healthz"))
-        .send()
-        .await
-        .expect("req")
-        .json()
-        .await
-        .expect("json");
+    let health: Value = app.get("/healthz").await.json().await.expect("json");
     assert_eq!(health["status"], "ok");
-    let ready = app.http.get(app.url("/readyz")).send().await.expect("req");
+    let ready = app.get("/readyz").await;
     assert_eq!(ready.status(), 200);
     let token = app.token(&app.client("acme", "face:match")).await;
     let photo = sample("Female_40_1_1_1.jpg");
     assert_eq!(app.match_images(&token, &photo, &photo, None).await.status(), 200);
-    let metrics = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .expect("req")
-        .text()
-        .await
-        .expect("text");
+    let metrics = app.get("/metrics").await.text().await.expect("text");
     for needle in [
         "facegate_http_requests_total{route=\"/api/v1/face/match\",method=\"POST\",status=\"200\"}",
         "facegate_http_request_duration_seconds_bucket",
@@ -46,15 +30,7 @@ async fn health_readiness_and_metrics() {
 #[tokio::test]
 async fn openapi_covers_every_route_in_json_and_yaml() {
     let app = TestApp::spawn().await;
-    let doc: Value = app
-        .http
-        .get(app.url("/api/v1/openapi.json"))
-        .send()
-        .await
-        .expect("req")
-        .json()
-        .await
-        .expect("json");
+    let doc: Value = app.get("/api/v1/openapi.json").await.json().await.expect("json");
     assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")));
     for path in [
         "/api/oauth/token",
@@ -72,31 +48,18 @@ async fn openapi_covers_every_route_in_json_and_yaml() {
     assert!(match_op["security"].is_array());
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
     assert!(doc["components"]["schemas"]["ErrorBody"].is_object());
-    let yaml = app.http.get(app.url("/api/v1/openapi.yaml")).send().await.expect("req");
+    let yaml = app.get("/api/v1/openapi.yaml").await;
     assert_eq!(yaml.headers()["content-type"], "application/yaml");
     assert!(yaml.text().await.expect("text").contains("/api/v1/face/match:"));
-    let docs = app
-        .http
-        .get(app.url("/docs"))
-        .send()
-        .await
-        .expect("req")
-        .text()
-        .await
-        .expect("text");
+    let docs = app.get("/docs").await.text().await.expect("text");
     assert!(docs.contains("/api/v1/face/match") && docs.contains("<html"));
 }
 
 #[tokio::test]
 async fn framework_errors_use_the_error_shape() {
     let app = TestApp::spawn().await;
-    assert_error(
-        app.http.get(app.url("/nope")).send().await.expect("req"),
-        404,
-        "not_found",
-    )
-    .await;
-    let wrong_method = app.http.get(app.url("/api/v1/face/match")).send().await.expect("req");
+    assert_error(app.get("/nope").await, 404, "not_found").await;
+    let wrong_method = app.get("/api/v1/face/match").await;
     assert_error(wrong_method, 405, "method_not_allowed").await;
     // A caller's request id is kept.
     let response = app

@@ -111,6 +111,10 @@ impl TestApp {
         format!("{}{path}", self.base)
     }
 
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http.get(self.url(path)).send().await.expect("request")
+    }
+
     pub async fn token_response(&self, form: &[(&str, &str)]) -> reqwest::Response {
         self.http
             .post(self.url("/api/oauth/token"))
