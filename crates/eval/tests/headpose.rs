@@ -19,6 +19,30 @@ fn pose(name: &str) -> Option<(i32, i32)> {
     Some((body[..split].parse().ok()?, body[split..].parse().ok()?))
 }
 
+/// Analyses every image whose (tilt, pan) `keep` accepts, with one engine;
+/// returns (tilt, pan, yaw, pitch) for those with a detected face.
+fn analysed(root: &std::path::Path, keep: impl Fn(i32, i32) -> bool) -> Vec<(i32, i32, f64, f64)> {
+    let mut engine = FaceEngine::load(&models(), EngineOptions::default()).expect("models; run `make setup`");
+    let mut out = Vec::new();
+    let people = std::fs::read_dir(root)
+        .expect("dir")
+        .flatten()
+        .filter(|e| e.path().is_dir());
+    for file in people.flat_map(|p| std::fs::read_dir(p.path()).expect("dir").flatten()) {
+        let Some((tilt, pan)) = pose(&file.file_name().to_string_lossy()) else {
+            continue;
+        };
+        if !keep(tilt, pan) {
+            continue;
+        }
+        if let Ok(a) = engine.analyze(&std::fs::read(file.path()).expect("image")) {
+            let q = a.face.quality;
+            out.push((tilt, pan, f64::from(q.yaw), f64::from(q.pitch)));
+        }
+    }
+    out
+}
+
 #[test]
 fn parses_pointing04_names() {
     assert_eq!(pose("person01143+0-45.jpg"), Some((0, -45)));
@@ -31,25 +55,10 @@ fn landmark_yaw_follows_the_true_head_pan() {
     let Some(root) = dataset_or_skip("headpose", "landmark_yaw_follows_the_true_head_pan") else {
         return;
     };
-    let mut engine = FaceEngine::load(&models(), EngineOptions::default()).expect("models; run `make setup`");
-    let mut pairs = Vec::new();
-    for person in std::fs::read_dir(&root)
-        .expect("dir")
-        .flatten()
-        .filter(|e| e.path().is_dir())
-    {
-        for file in std::fs::read_dir(person.path()).expect("dir").flatten() {
-            let name = file.file_name().to_string_lossy().into_owned();
-            let Some((0, pan)) = pose(&name) else { continue };
-            if pan.abs() > 60 {
-                continue;
-            }
-            let bytes = std::fs::read(file.path()).expect("image");
-            if let Ok(a) = engine.analyze(&bytes) {
-                pairs.push((f64::from(pan), f64::from(a.face.quality.yaw)));
-            }
-        }
-    }
+    let pairs: Vec<(f64, f64)> = analysed(&root, |tilt, pan| tilt == 0 && pan.abs() <= 60)
+        .into_iter()
+        .map(|(_, pan, yaw, _)| (f64::from(pan), yaw))
+        .collect();
     assert!(pairs.len() >= 100, "{} frontal-row images analysed", pairs.len());
     let mae = pairs.iter().map(|(p, y)| (p - y).abs()).sum::<f64>() / pairs.len() as f64;
     let n = pairs.len() as f64;
@@ -76,23 +85,9 @@ fn landmark_pitch_follows_the_true_head_tilt() {
     let Some(root) = dataset_or_skip("headpose", "landmark_pitch_follows_the_true_head_tilt") else {
         return;
     };
-    let mut engine = FaceEngine::load(&models(), EngineOptions::default()).expect("models; run `make setup`");
     let mut by_tilt: std::collections::BTreeMap<i32, Vec<f64>> = Default::default();
-    for person in std::fs::read_dir(&root)
-        .expect("dir")
-        .flatten()
-        .filter(|e| e.path().is_dir())
-    {
-        for file in std::fs::read_dir(person.path()).expect("dir").flatten() {
-            let name = file.file_name().to_string_lossy().into_owned();
-            let Some((tilt, 0)) = pose(&name) else { continue };
-            if tilt.abs() > 30 {
-                continue;
-            }
-            if let Ok(a) = engine.analyze(&std::fs::read(file.path()).expect("image")) {
-                by_tilt.entry(tilt).or_default().push(f64::from(a.face.quality.pitch));
-            }
-        }
+    for (tilt, _, _, pitch) in analysed(&root, |tilt, pan| pan == 0 && tilt.abs() <= 30) {
+        by_tilt.entry(tilt).or_default().push(pitch);
     }
     let means: Vec<(i32, f64)> = by_tilt
         .iter()
