@@ -9,10 +9,10 @@ use facegate_auth::secrets::{self, SecretError};
 use facegate_auth::{KeyRing, Permission};
 use facegate_storage::{Client, SqliteStore, Store, StoreError, Tenant};
 
-use facegate_vision::{EngineOptions, FaceEngine, ModelsDir};
+use facegate_vision::{EngineOptions, FaceEngine, ModelError, ModelsDir};
 
-use crate::gallery::load_image_key;
-use crate::reindex::{TenantReindex, reindex};
+use crate::gallery::{GalleryError, load_image_key};
+use crate::reindex::{ReindexError, TenantReindex, reindex};
 use crate::startup::{DataPaths, StartError, open_store};
 
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +27,12 @@ pub enum AdminError {
     Secret(#[from] SecretError),
     #[error(transparent)]
     Permission(#[from] UnknownPermission),
+    #[error(transparent)]
+    Gallery(#[from] GalleryError),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error(transparent)]
+    Reindex(#[from] ReindexError),
     #[error("{0}")]
     Invalid(String),
 }
@@ -110,10 +116,9 @@ impl Admin {
         target: &str,
         progress: impl FnMut(),
     ) -> Result<Vec<TenantReindex>, AdminError> {
-        let cipher = load_image_key(data_key, &self.image_key).map_err(|e| AdminError::Invalid(e.to_string()))?;
-        let mut engine =
-            FaceEngine::load(models, EngineOptions::default()).map_err(|e| AdminError::Invalid(e.to_string()))?;
-        reindex(&self.store, &cipher, &mut engine, target, progress).map_err(|e| AdminError::Invalid(e.to_string()))
+        let cipher = load_image_key(data_key, &self.image_key)?;
+        let mut engine = FaceEngine::load(models, EngineOptions::default())?;
+        Ok(reindex(&self.store, &cipher, &mut engine, target, progress)?)
     }
 
     /// Faces in the store that need re-embedding onto `target`.
