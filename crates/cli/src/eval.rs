@@ -22,6 +22,8 @@ pub enum EvalCommand {
     Lfw(LfwArgs),
     /// LFW open-set 1:N identification: TPIR and FPIR at the gallery threshold.
     Openset(OpensetArgs),
+    /// Liveness: BPCER on genuine head turns, APCER on print attacks.
+    Liveness(crate::liveness_eval::LivenessArgs),
 }
 
 #[derive(Args)]
@@ -142,6 +144,7 @@ pub fn run(models: &ModelsDir, cmd: EvalCommand) -> Result<()> {
     match cmd {
         EvalCommand::Lfw(args) => verification(models, args),
         EvalCommand::Openset(args) => openset(models, args),
+        EvalCommand::Liveness(args) => crate::liveness_eval::run(models, args),
     }
 }
 

@@ -6,6 +6,7 @@ mod bench;
 mod calibrate;
 mod eval;
 mod inspect;
+mod liveness_eval;
 mod progress;
 mod serve;
 

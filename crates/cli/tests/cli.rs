@@ -198,3 +198,24 @@ fn lfw_open_set_identification_meets_its_floors() {
     assert!(report["rank1Accuracy"].as_f64().expect("rank1") >= 0.97, "{report}");
     assert!(report["fpir"].as_f64().expect("fpir") <= 0.01, "{report}");
 }
+
+#[test]
+fn liveness_meets_its_error_rate_floors() {
+    let (Some(_), Some(datasets)) = (
+        dataset_or_skip("headpose", "liveness_meets_its_error_rate_floors"),
+        facegate_eval::datasets::datasets_dir(),
+    ) else {
+        return;
+    };
+    let dir = datasets.display().to_string();
+    let report = ok_json(&["eval", "liveness", "--datasets", &dir, "--json"]);
+    eprintln!("{report}");
+    // Measured: BPCER 0/192, synthetic print APCER 0/392, NUAA 0/66.
+    assert!(report["bpcer"].as_f64().expect("bpcer") <= 0.05, "{report}");
+    assert!(report["counts"]["genuine"].as_u64().expect("count") >= 150, "{report}");
+    let apcer = &report["apcer"];
+    assert!(apcer["synthetic_print"].as_f64().expect("synthetic") <= 0.02, "{report}");
+    if !apcer["nuaa_print"].is_null() {
+        assert!(apcer["nuaa_print"].as_f64().expect("nuaa") <= 0.05, "{report}");
+    }
+}

@@ -6,6 +6,8 @@
 //!
 //! - [`datasets`]: where the research datasets are (never inside the repo);
 //! - [`lfw`]: LFW's image layout and pair lists;
+//! - [`headpose`]: the Pointing'04 head-pose file names;
+//! - [`liveness`]: capture sequences (genuine turns, print attacks) and BPCER/APCER;
 //! - [`batch`]: embedding many images on several worker threads;
 //! - [`protocol`]: the 10-fold accuracy protocol and TMR at fixed FMR;
 //! - [`openset`]: open-set 1:N identification (TPIR and FPIR);
@@ -13,7 +15,9 @@
 
 pub mod batch;
 pub mod datasets;
+pub mod headpose;
 pub mod lfw;
+pub mod liveness;
 pub mod openset;
 pub mod protocol;
 pub mod roc;

@@ -2,6 +2,7 @@
 //! Pointing'04 head-pose images (tilt 0, pan −60°..+60°).
 
 use facegate_eval::datasets::dataset_or_skip;
+use facegate_eval::headpose;
 use facegate_vision::{EngineOptions, FaceEngine, ModelsDir};
 
 fn models() -> ModelsDir {
@@ -11,43 +12,21 @@ fn models() -> ModelsDir {
     )
 }
 
-/// (tilt, pan) from `personPPSNN<tilt><pan>.jpg`, e.g. `person01143+0-45.jpg`.
-fn pose(name: &str) -> Option<(i32, i32)> {
-    let stem = name.strip_suffix(".jpg")?;
-    let body = stem.get(11..)?;
-    let split = body[1..].find(['+', '-'])? + 1;
-    Some((body[..split].parse().ok()?, body[split..].parse().ok()?))
-}
-
 /// Analyses every image whose (tilt, pan) `keep` accepts, with one engine;
 /// returns (tilt, pan, yaw, pitch) for those with a detected face.
 fn analysed(root: &std::path::Path, keep: impl Fn(i32, i32) -> bool) -> Vec<(i32, i32, f64, f64)> {
     let mut engine = FaceEngine::load(&models(), EngineOptions::default()).expect("models; run `make setup`");
     let mut out = Vec::new();
-    let people = std::fs::read_dir(root)
-        .expect("dir")
-        .flatten()
-        .filter(|e| e.path().is_dir());
-    for file in people.flat_map(|p| std::fs::read_dir(p.path()).expect("dir").flatten()) {
-        let Some((tilt, pan)) = pose(&file.file_name().to_string_lossy()) else {
-            continue;
-        };
-        if !keep(tilt, pan) {
+    for (pose, path) in headpose::index(root).expect("headpose index") {
+        if !keep(pose.tilt, pose.pan) {
             continue;
         }
-        if let Ok(a) = engine.analyze(&std::fs::read(file.path()).expect("image")) {
+        if let Ok(a) = engine.analyze(&std::fs::read(path).expect("image")) {
             let q = a.face.quality;
-            out.push((tilt, pan, f64::from(q.yaw), f64::from(q.pitch)));
+            out.push((pose.tilt, pose.pan, f64::from(q.yaw), f64::from(q.pitch)));
         }
     }
     out
-}
-
-#[test]
-fn parses_pointing04_names() {
-    assert_eq!(pose("person01143+0-45.jpg"), Some((0, -45)));
-    assert_eq!(pose("person01101-60-90.jpg"), Some((-60, -90)));
-    assert_eq!(pose("person03146+0+0.jpg"), Some((0, 0)));
 }
 
 #[test]

@@ -1,0 +1,132 @@
+//! `facegate eval liveness`: BPCER and APCER of the server's liveness
+//! analysis on sequences built from the datasets.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use facegate_eval::datasets::datasets_dir;
+use facegate_eval::liveness::{Kind, Outcome, build_suite, judge, observe_sources, report};
+use facegate_liveness::Policy;
+use facegate_matching::calibration_for;
+use facegate_vision::{MODEL_VERSION, ModelsDir};
+
+#[derive(Args)]
+pub struct LivenessArgs {
+    /// Datasets directory with headpose/, lfw/ and nuaa-dev/
+    /// [default: $FACEGATE_DATASETS or ../shared/datasets].
+    #[arg(long)]
+    datasets: Option<PathBuf>,
+    /// LFW photos turned into synthetic print attacks.
+    #[arg(long, default_value_t = 200)]
+    lfw_prints: usize,
+    /// Print `{"bpcer", "apcer", "counts"}` as JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Also list every rejected genuine and accepted attack sequence.
+    #[arg(long)]
+    verbose: bool,
+    /// Override the policy's minimum parallax (to explore the trade-off).
+    #[arg(long)]
+    min_parallax: Option<f64>,
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+}
+
+/// The policy the server uses by default, with the identity threshold at
+/// the calibrated level-1 threshold.
+pub fn default_policy() -> Result<Policy> {
+    let cal = calibration_for(MODEL_VERSION).context("no calibration for this model")?;
+    Ok(Policy {
+        identity_threshold: cal.threshold(1).context("no level-1 threshold")?,
+        ..Policy::default()
+    })
+}
+
+pub fn run(models: &ModelsDir, args: LivenessArgs) -> Result<()> {
+    let dir = args
+        .datasets
+        .or_else(datasets_dir)
+        .context("no datasets: pass --datasets or set FACEGATE_DATASETS")?;
+    let suite = build_suite(&dir, args.lfw_prints)?;
+    if suite.sequences.is_empty() {
+        bail!("no headpose/, lfw/ or nuaa-dev/ sequences under {}", dir.display());
+    }
+    eprintln!(
+        "analysing {} frames for {} sequences",
+        suite.sources.len(),
+        suite.sequences.len()
+    );
+    let observations = observe_sources(models, args.workers, &suite.sources)?;
+    let mut policy = default_policy()?;
+    if let Some(p) = args.min_parallax {
+        policy.min_parallax = p;
+    }
+    let outcomes = judge(&suite, &observations, &policy);
+    let r = report(&outcomes);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else {
+        print_table(&outcomes, policy.min_parallax);
+    }
+    if args.verbose {
+        for o in outcomes.iter().filter(|o| o.accepted != (o.kind == Kind::Genuine)) {
+            eprintln!(
+                "  {:?} {}: {:?} {} (parallax {:?})",
+                o.kind, o.label, o.status, o.reason, o.parallax
+            );
+        }
+        let mut genuine: Vec<f64> = outcomes
+            .iter()
+            .filter(|o| o.kind == Kind::Genuine)
+            .filter_map(|o| o.parallax)
+            .collect();
+        genuine.sort_by(f64::total_cmp);
+        eprintln!(
+            "genuine decisive parallax: lowest {:?}, p5 {:?}",
+            genuine.first(),
+            genuine.get(genuine.len() / 20)
+        );
+    }
+    Ok(())
+}
+
+/// One row per kind. "3D alone" is the share whose peak parallax reaches the
+/// policy's minimum, whatever the challenge: what the 3D check would let
+/// through if an attack met the movements.
+fn print_table(outcomes: &[Outcome], min_parallax: f64) {
+    println!(
+        "{:<16} {:>6} {:>9} {:>8} {:>9}  peak parallax p10/p50/p90",
+        "sequences", "count", "accepted", "error", "3D alone"
+    );
+    for kind in [Kind::Genuine, Kind::SyntheticPrint, Kind::NuaaPrint] {
+        let of: Vec<&Outcome> = outcomes.iter().filter(|o| o.kind == kind).collect();
+        if of.is_empty() {
+            continue;
+        }
+        let accepted = of.iter().filter(|o| o.accepted).count();
+        let (name, errors) = match kind {
+            Kind::Genuine => ("BPCER", of.len() - accepted),
+            _ => ("APCER", accepted),
+        };
+        let mut p: Vec<f64> = of.iter().filter_map(|o| o.peak_parallax).collect();
+        p.sort_by(f64::total_cmp);
+        let q = |f: f64| {
+            p.get(((p.len() as f64 - 1.0) * f).round() as usize)
+                .copied()
+                .unwrap_or(f64::NAN)
+        };
+        let alone = p.iter().filter(|&&v| v >= min_parallax).count();
+        println!(
+            "{:<16} {:>6} {:>9} {:>7.2}% {:>8.2}%  {:.3} / {:.3} / {:.3}  ({name})",
+            format!("{kind:?}"),
+            of.len(),
+            accepted,
+            100.0 * errors as f64 / of.len() as f64,
+            100.0 * alone as f64 / of.len() as f64,
+            q(0.1),
+            q(0.5),
+            q(0.9)
+        );
+    }
+}

@@ -1,0 +1,92 @@
+//! One camera frame, reduced to what the liveness checks need.
+
+use facegate_vision::{Embedding, FaceEngine, VisionError};
+use image::RgbImage;
+use serde::{Deserialize, Serialize};
+
+/// The subject's face in one frame.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FrameFace {
+    /// x, y, width, height of the face box, in pixels.
+    pub bbox: [f32; 4],
+    /// Right eye, left eye, nose tip, right and left mouth corner (x, y).
+    pub landmarks: [[f32; 2]; 5],
+    /// Degrees (see `facegate_vision::Quality`).
+    pub yaw: f32,
+    pub pitch: f32,
+    pub sharpness: f32,
+    pub brightness: f32,
+    /// Unit-length SFace embedding.
+    pub embedding: Vec<f32>,
+}
+
+/// One analysed frame.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Observation {
+    /// Milliseconds since the attempt started.
+    pub at_ms: u64,
+    pub width: u32,
+    pub height: u32,
+    /// Faces above the detection threshold.
+    pub faces_found: usize,
+    /// The subject (most prominent face), when there is one.
+    pub face: Option<FrameFace>,
+}
+
+impl FrameFace {
+    pub fn point(&self, i: usize) -> (f64, f64) {
+        (f64::from(self.landmarks[i][0]), f64::from(self.landmarks[i][1]))
+    }
+
+    /// Distance from the eyes' midpoint to the mouth's: the face's size,
+    /// nearly unchanged by yaw (unlike the eye distance).
+    pub fn scale(&self) -> f64 {
+        let mid = |a: usize, b: usize| {
+            let (p, q) = (self.point(a), self.point(b));
+            ((p.0 + q.0) / 2.0, (p.1 + q.1) / 2.0)
+        };
+        let (eyes, mouth) = (mid(0, 1), mid(3, 4));
+        (eyes.0 - mouth.0).hypot(eyes.1 - mouth.1)
+    }
+
+    /// Cosine similarity of two frames' embeddings.
+    pub fn similarity(&self, other: &FrameFace) -> f32 {
+        self.embedding.iter().zip(&other.embedding).map(|(a, b)| a * b).sum()
+    }
+}
+
+/// Analyses a decoded frame. A frame without a face is an observation too
+/// (the gates report it); only model failures are errors.
+pub fn observe(engine: &mut FaceEngine, image: &RgbImage, at_ms: u64) -> Result<Observation, VisionError> {
+    let (width, height) = image.dimensions();
+    let mut observation = Observation {
+        at_ms,
+        width,
+        height,
+        faces_found: 0,
+        face: None,
+    };
+    let analysis = match engine.analyze_image(image) {
+        Ok(a) => a,
+        Err(VisionError::NoFaceDetected) => return Ok(observation),
+        Err(e) => return Err(e),
+    };
+    let (d, q) = (analysis.face.detection, analysis.face.quality);
+    observation.faces_found = analysis.faces_found;
+    observation.face = Some(FrameFace {
+        bbox: [d.bbox.x, d.bbox.y, d.bbox.width, d.bbox.height],
+        landmarks: d.landmarks.map(|p| [p.x, p.y]),
+        yaw: q.yaw,
+        pitch: q.pitch,
+        sharpness: q.sharpness,
+        brightness: q.brightness,
+        embedding: embedding_vec(&analysis.face.embedding),
+    });
+    Ok(observation)
+}
+
+fn embedding_vec(e: &Embedding) -> Vec<f32> {
+    e.as_slice().to_vec()
+}
