@@ -43,11 +43,24 @@ pub struct Claims {
     pub nbf: i64,
     pub exp: i64,
     pub jti: String,
+    /// Set on a session's capture token: the one session it may act on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
 }
+
+/// The scope of an SDK token: one session's capture endpoints only. It is
+/// not a [`Permission`], so no client can be granted it.
+pub const CAPTURE_SCOPE: &str = "face:session:capture";
 
 impl Claims {
     pub fn has(&self, permission: Permission) -> bool {
         self.scope.split(' ').any(|s| s == permission.as_str())
+    }
+
+    /// Whether this token may drive the capture of session `sid`: a capture
+    /// token for exactly that session.
+    pub fn captures(&self, sid: &str) -> bool {
+        self.scope == CAPTURE_SCOPE && self.sid.as_deref() == Some(sid)
     }
 }
 
@@ -79,7 +92,6 @@ pub fn issue(
     tenant_id: &str,
     permissions: &[Permission],
 ) -> Result<(String, Claims), TokenError> {
-    let key = ring.signing_key().ok_or(TokenError::NoSigningKey)?;
     let now = crate::now();
     let claims = Claims {
         iss: config.issuer.clone(),
@@ -91,11 +103,43 @@ pub fn issue(
         nbf: now,
         exp: now + config.ttl,
         jti: crate::secrets::new_id("").map_err(|_| TokenError::Random)?,
+        sid: None,
     };
+    Ok((sign(ring, &claims)?, claims))
+}
+
+/// Signs a capture token for one session, valid until `expires_at`.
+pub fn issue_capture(
+    ring: &KeyRing,
+    config: &TokenConfig,
+    client_id: &str,
+    tenant_id: &str,
+    session_id: &str,
+    expires_at: i64,
+) -> Result<(String, Claims), TokenError> {
+    let now = crate::now();
+    let claims = Claims {
+        iss: config.issuer.clone(),
+        sub: client_id.into(),
+        aud: config.audience.clone(),
+        tenant: tenant_id.into(),
+        scope: CAPTURE_SCOPE.into(),
+        iat: now,
+        nbf: now,
+        exp: expires_at.min(now + config.ttl),
+        jti: crate::secrets::new_id("").map_err(|_| TokenError::Random)?,
+        sid: Some(session_id.into()),
+    };
+    Ok((sign(ring, &claims)?, claims))
+}
+
+/// Signs any claims as a compact JWS with the ring's current key (ES256,
+/// with its `kid`), e.g. a session's result.
+pub fn sign(ring: &KeyRing, claims: &impl Serialize) -> Result<String, TokenError> {
+    let key = ring.signing_key().ok_or(TokenError::NoSigningKey)?;
     let mut header = Header::new(ALGORITHM);
     header.kid = Some(key.kid.clone());
-    let token = jsonwebtoken::encode(&header, &claims, key.encoding()).map_err(|_| TokenError::Signing)?;
-    Ok((token, claims))
+    jsonwebtoken::encode(&header, claims, key.encoding()).map_err(|_| TokenError::Signing)
 }
 
 /// Verifies a token and returns its claims.

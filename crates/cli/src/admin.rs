@@ -20,6 +20,28 @@ pub enum TenantCommand {
         #[arg(long)]
         json: bool,
     },
+    /// A tenant's CORS allow-list: the web origins the browser SDK may run on.
+    #[command(subcommand)]
+    Origins(OriginsCommand),
+}
+
+#[derive(Subcommand)]
+pub enum OriginsCommand {
+    /// Allow an origin: a domain name (app.example.com), an IPv4 address,
+    /// or *.example.com for every subdomain. Scheme and port are not matched.
+    Add {
+        /// Tenant id or name.
+        tenant: String,
+        pattern: String,
+    },
+    /// Remove an origin.
+    Remove { tenant: String, pattern: String },
+    /// List a tenant's origins.
+    List {
+        tenant: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -82,6 +104,33 @@ pub fn tenant(data_dir: &Path, cmd: TenantCommand) -> Result<()> {
             } else {
                 for t in tenants {
                     println!("{}\t{}", t.id, t.name);
+                }
+            }
+        }
+        TenantCommand::Origins(cmd) => origins(&admin, cmd)?,
+    }
+    Ok(())
+}
+
+fn origins(admin: &Admin, cmd: OriginsCommand) -> Result<()> {
+    match cmd {
+        OriginsCommand::Add { tenant, pattern } => {
+            let added = admin.add_origin(&tenant, &pattern)?;
+            println!("allowed origin {added} for {tenant}");
+        }
+        OriginsCommand::Remove { tenant, pattern } => {
+            if !admin.remove_origin(&tenant, &pattern)? {
+                anyhow::bail!("{pattern} is not on {tenant}'s list");
+            }
+            println!("removed origin {pattern} from {tenant}");
+        }
+        OriginsCommand::List { tenant, json } => {
+            let list = admin.origins(&tenant)?;
+            if json {
+                println!("{}", json!(list));
+            } else {
+                for p in list {
+                    println!("{p}");
                 }
             }
         }

@@ -25,6 +25,12 @@ pub struct ServeArgs {
     /// Inference jobs that may wait before the API answers 503 [default: 64].
     #[arg(long, env = "FACEGATE_QUEUE_CAPACITY")]
     queue_capacity: Option<usize>,
+    /// Seconds a face session lives [default: 600].
+    #[arg(long, env = "FACEGATE_SESSION_TTL")]
+    session_ttl: Option<i64>,
+    /// Serve the operator demo page at /demo (off by default).
+    #[arg(long, env = "FACEGATE_DEMO")]
+    demo: bool,
 }
 
 pub fn run(args: ServeArgs, data_dir: Option<PathBuf>, models_dir: Option<PathBuf>) -> Result<()> {
@@ -35,6 +41,8 @@ pub fn run(args: ServeArgs, data_dir: Option<PathBuf>, models_dir: Option<PathBu
         log_format: args.log_format,
         workers: args.workers,
         queue_capacity: args.queue_capacity,
+        session_ttl: args.session_ttl,
+        demo: args.demo.then_some(true),
         ..PartialConfig::default()
     };
     let file = args

@@ -214,7 +214,10 @@ fn liveness_meets_its_error_rate_floors() {
     assert!(report["bpcer"].as_f64().expect("bpcer") <= 0.05, "{report}");
     assert!(report["counts"]["genuine"].as_u64().expect("count") >= 150, "{report}");
     let apcer = &report["apcer"];
-    assert!(apcer["synthetic_print"].as_f64().expect("synthetic") <= 0.02, "{report}");
+    assert!(
+        apcer["synthetic_print"].as_f64().expect("synthetic") <= 0.02,
+        "{report}"
+    );
     if !apcer["nuaa_print"].is_null() {
         assert!(apcer["nuaa_print"].as_f64().expect("nuaa") <= 0.05, "{report}");
     }

@@ -283,7 +283,11 @@ mod tests {
 
     #[test]
     fn a_real_head_making_the_movements_is_live() {
-        let v = assess(&[TurnLeft, TurnRight], &capture(&HEAD, &LEFT_THEN_RIGHT), &Policy::default());
+        let v = assess(
+            &[TurnLeft, TurnRight],
+            &capture(&HEAD, &LEFT_THEN_RIGHT),
+            &Policy::default(),
+        );
         assert!(v.live, "{v:?}");
         assert_eq!(v.challenges_met, 2);
         assert!(v.parallax.is_some_and(|p| p > 0.12), "{v:?}");
@@ -293,7 +297,11 @@ mod tests {
     #[test]
     fn a_flat_picture_making_the_movements_is_not() {
         let flat = HEAD.map(|(x, y, _)| (x, y, 0.0));
-        let v = assess(&[TurnLeft, TurnRight], &capture(&flat, &LEFT_THEN_RIGHT), &Policy::default());
+        let v = assess(
+            &[TurnLeft, TurnRight],
+            &capture(&flat, &LEFT_THEN_RIGHT),
+            &Policy::default(),
+        );
         assert!(!v.live);
         assert_eq!(v.status, Some(TraceStatus::FaceLivenessFailed));
         assert_eq!(v.reason, "the face moved like a flat picture");
@@ -312,7 +320,11 @@ mod tests {
         let v = assess(&[TurnLeft, TurnRight], &frames, &slow);
         assert_eq!(v.reason, "a movement was not made in time");
         // A single frame at the turn is not enough: it must be held.
-        let v = assess(&[TurnLeft], &capture(&HEAD, &[0.0, -40.0, 0.0, 0.0]), &Policy::default());
+        let v = assess(
+            &[TurnLeft],
+            &capture(&HEAD, &[0.0, -40.0, 0.0, 0.0]),
+            &Policy::default(),
+        );
         assert_eq!(v.challenges_met, 0);
     }
 

@@ -7,7 +7,7 @@ use facegate_auth::keys::KeyError;
 use facegate_auth::permissions::UnknownPermission;
 use facegate_auth::secrets::{self, SecretError};
 use facegate_auth::{KeyRing, Permission};
-use facegate_storage::{Client, SqliteStore, Store, StoreError, Tenant};
+use facegate_storage::{Client, SessionStore, SqliteStore, Store, StoreError, Tenant};
 
 use facegate_vision::{EngineOptions, FaceEngine, ModelError, ModelsDir};
 
@@ -100,6 +100,33 @@ impl Admin {
 
     pub fn revoke_client(&self, id: &str) -> Result<(), AdminError> {
         Ok(self.store.revoke_client(id, facegate_auth::now())?)
+    }
+
+    /// Adds a web origin to a tenant's CORS allow-list; returns it normalised.
+    pub fn add_origin(&self, tenant: &str, pattern: &str) -> Result<String, AdminError> {
+        let tenant = self.store.find_tenant(tenant)?;
+        let pattern = crate::cors::parse_pattern(pattern).map_err(|e| AdminError::Invalid(e.to_string()))?;
+        self.store.add_origin(&tenant.id, &pattern)?;
+        Ok(pattern)
+    }
+
+    /// Removes an origin; false when it was not listed.
+    pub fn remove_origin(&self, tenant: &str, pattern: &str) -> Result<bool, AdminError> {
+        let tenant = self.store.find_tenant(tenant)?;
+        Ok(self
+            .store
+            .remove_origin(&tenant.id, &pattern.trim().to_ascii_lowercase())?)
+    }
+
+    /// A tenant's allowed origins.
+    pub fn origins(&self, tenant: &str) -> Result<Vec<String>, AdminError> {
+        let tenant = self.store.find_tenant(tenant)?;
+        Ok(self
+            .store
+            .origins(Some(&tenant.id))?
+            .into_iter()
+            .map(|(_, p)| p)
+            .collect())
     }
 
     /// A new signing key; the old ones verify until their tokens expire.

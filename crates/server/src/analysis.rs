@@ -25,27 +25,59 @@ pub async fn analyze(
     let max_bytes = state.config.limits.max_bytes;
     let min_interocular = state.config.min_interocular;
     let result = admission
-        .run(move |engine| -> Result<Analysed, ApiError> {
+        .run(move |engine| {
+            // Decoding base64 is CPU work too: keep it off the async threads.
             let bytes = base64_image(field, &base64, max_bytes)?;
-            let analysis = engine.analyze(&bytes).map_err(|e| ApiError::from_vision(field, e))?;
-            record_stages(&analysis);
-            if analysis.face.quality.interocular < min_interocular {
-                return Err(ApiError::new(
-                    ErrorCode::FaceTooSmall,
-                    format!(
-                        "{field}: the face is too small (eyes {:.0} px apart, {min_interocular:.0} needed)",
-                        analysis.face.quality.interocular
-                    ),
-                ));
-            }
-            Ok(Analysed { analysis, bytes })
+            analyze_in(engine, field, bytes, min_interocular)
         })
         .await;
-    match result {
-        Ok(inner) => inner,
-        Err(e) => Err(ApiError::internal(e)),
-    }
+    result.unwrap_or_else(|e| Err(ApiError::internal(e)))
 }
+
+/// Analyses an image that arrived as raw bytes (a multipart part).
+pub async fn analyze_bytes(
+    state: &AppState,
+    admission: &Admission,
+    field: &'static str,
+    bytes: Vec<u8>,
+) -> Result<Analysed, ApiError> {
+    let max_bytes = state.config.limits.max_bytes;
+    if bytes.len() > max_bytes {
+        return Err(ApiError::new(
+            ErrorCode::ImageTooLarge,
+            format!(
+                "{field}: the image is {} bytes, over the limit of {max_bytes}",
+                bytes.len()
+            ),
+        ));
+    }
+    let min_interocular = state.config.min_interocular;
+    let result = admission
+        .run(move |engine| analyze_in(engine, field, bytes, min_interocular))
+        .await;
+    result.unwrap_or_else(|e| Err(ApiError::internal(e)))
+}
+
+fn analyze_in(
+    engine: &mut facegate_vision::FaceEngine,
+    field: &str,
+    bytes: Vec<u8>,
+    min_interocular: f32,
+) -> Result<Analysed, ApiError> {
+    let analysis = engine.analyze(&bytes).map_err(|e| ApiError::from_vision(field, e))?;
+    record_stages(&analysis);
+    if analysis.face.quality.interocular < min_interocular {
+        return Err(ApiError::new(
+            ErrorCode::FaceTooSmall,
+            format!(
+                "{field}: the face is too small (eyes {:.0} px apart, {min_interocular:.0} needed)",
+                analysis.face.quality.interocular
+            ),
+        ));
+    }
+    Ok(Analysed { analysis, bytes })
+}
+
 fn record_stages(a: &Analysis) {
     let t = a.timings;
     for (stage, d) in [

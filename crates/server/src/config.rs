@@ -52,6 +52,14 @@ pub struct Config {
     pub fpir_target: f64,
     /// Base64 AES-256 key for stored images; default: `<data-dir>/image.key`.
     pub data_key: Option<String>,
+    /// Seconds a face session lives.
+    pub session_ttl: i64,
+    /// Seconds a completed session's result and audit image are kept.
+    pub result_retention: i64,
+    /// Seconds between sweeps of expired sessions.
+    pub sweep_interval: u64,
+    /// Serve the operator demo page at `/demo`.
+    pub demo: bool,
 }
 
 impl Default for Config {
@@ -70,6 +78,10 @@ impl Default for Config {
             failed_auth_per_minute: 5,
             fpir_target: 0.01,
             data_key: None,
+            session_ttl: 600,
+            result_retention: 3600,
+            sweep_interval: 30,
+            demo: false,
         }
     }
 }
@@ -93,6 +105,10 @@ pub struct PartialConfig {
     pub failed_auth_per_minute: Option<u32>,
     pub fpir_target: Option<f64>,
     pub data_key: Option<String>,
+    pub session_ttl: Option<i64>,
+    pub result_retention: Option<i64>,
+    pub sweep_interval: Option<u64>,
+    pub demo: Option<bool>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -135,6 +151,10 @@ impl PartialConfig {
             failed_auth_per_minute: self.failed_auth_per_minute.or(lower.failed_auth_per_minute),
             fpir_target: self.fpir_target.or(lower.fpir_target),
             data_key: self.data_key.or(lower.data_key),
+            session_ttl: self.session_ttl.or(lower.session_ttl),
+            result_retention: self.result_retention.or(lower.result_retention),
+            sweep_interval: self.sweep_interval.or(lower.sweep_interval),
+            demo: self.demo.or(lower.demo),
         }
     }
 
@@ -163,7 +183,16 @@ impl PartialConfig {
             failed_auth_per_minute: self.failed_auth_per_minute.unwrap_or(d.failed_auth_per_minute),
             fpir_target: self.fpir_target.unwrap_or(d.fpir_target),
             data_key: self.data_key.or(d.data_key),
+            session_ttl: self.session_ttl.unwrap_or(d.session_ttl),
+            result_retention: self.result_retention.unwrap_or(d.result_retention),
+            sweep_interval: self.sweep_interval.unwrap_or(d.sweep_interval),
+            demo: self.demo.unwrap_or(d.demo),
         };
+        if config.session_ttl <= 0 || config.result_retention < 0 || config.sweep_interval == 0 {
+            return Err(ConfigError::Invalid(
+                "session-ttl and sweep-interval must be positive, result-retention not negative".into(),
+            ));
+        }
         if !(config.fpir_target > 0.0 && config.fpir_target < 1.0) {
             return Err(ConfigError::Invalid("fpir-target must be between 0 and 1".into()));
         }

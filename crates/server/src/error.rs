@@ -35,13 +35,16 @@ pub enum ErrorCode {
     MethodNotAllowed,
     TooManyAttempts,
     ReindexRequired,
+    SessionExpiredOrNotFound,
+    SessionInvalidated,
+    AttemptNotActive,
     Busy,
     Internal,
 }
 
 impl ErrorCode {
     /// Every code, for documentation and tests.
-    pub const ALL: [ErrorCode; 21] = {
+    pub const ALL: [ErrorCode; 24] = {
         use ErrorCode::*;
         [
             InvalidRequest,
@@ -63,6 +66,9 @@ impl ErrorCode {
             MethodNotAllowed,
             TooManyAttempts,
             ReindexRequired,
+            SessionExpiredOrNotFound,
+            SessionInvalidated,
+            AttemptNotActive,
             Busy,
             Internal,
         ]
@@ -75,12 +81,13 @@ impl ErrorCode {
             | FaceTooSmall | UnsupportedGrantType => StatusCode::BAD_REQUEST,
             InvalidClient | Unauthorized => StatusCode::UNAUTHORIZED,
             Forbidden => StatusCode::FORBIDDEN,
-            NotFound => StatusCode::NOT_FOUND,
+            NotFound | SessionExpiredOrNotFound => StatusCode::NOT_FOUND,
+            SessionInvalidated => StatusCode::GONE,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ImageTooLarge | PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             UnsupportedMediaType | UnsupportedContentType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             TooManyAttempts => StatusCode::TOO_MANY_REQUESTS,
-            ReindexRequired => StatusCode::CONFLICT,
+            ReindexRequired | AttemptNotActive => StatusCode::CONFLICT,
             Busy => StatusCode::SERVICE_UNAVAILABLE,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -108,6 +115,10 @@ impl ErrorCode {
             MethodNotAllowed => "method_not_allowed",
             TooManyAttempts => "too_many_attempts",
             ReindexRequired => "reindex_required",
+            // Face-session codes are uqudo's SDK error codes, verbatim.
+            SessionExpiredOrNotFound => "SESSION_EXPIRED_OR_NOT_FOUND",
+            SessionInvalidated => "SESSION_INVALIDATED_FACE_RECOGNITION_TOO_MANY_ATTEMPTS",
+            AttemptNotActive => "attempt_not_active",
             Busy => "service_busy",
             Internal => "internal_error",
         }

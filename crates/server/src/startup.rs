@@ -22,7 +22,7 @@ use crate::config::Config;
 use crate::error::{ApiError, ErrorCode, render_errors};
 use crate::gallery::{Galleries, GalleryError, load_image_key};
 use crate::inference::InferencePool;
-use crate::routes::{docs, face_match, gallery, ops, token};
+use crate::routes::{docs, face_match, gallery, info, ops, sdk, session, token};
 use crate::state::AppState;
 use crate::telemetry::metrics_handle;
 
@@ -110,6 +110,7 @@ impl Application {
         let listener = TcpListener::bind(config.listen).await?;
         let state = AppState::new(config, store, ring, pool, metrics_handle(), galleries);
         spawn_housekeeping(state.clone(), keys_dir);
+        spawn_session_sweeper(state.clone());
         Ok(Self {
             listener,
             router: router(state.clone()),
@@ -151,11 +152,54 @@ fn spawn_housekeeping(state: AppState, keys_dir: std::path::PathBuf) {
     });
 }
 
+/// Deletes expired sessions with their photos and frames.
+fn spawn_session_sweeper(state: AppState) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(state.config.sweep_interval));
+        loop {
+            tick.tick().await;
+            let now = facegate_auth::now();
+            match state.store(move |s| s.sweep_sessions(now)).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(sessions = n, "swept expired face sessions"),
+                Err(e) => tracing::warn!(error = %e.message, "sweeping face sessions failed"),
+            }
+        }
+    });
+}
+
+/// The routes a browser SDK calls from a customer's origin, behind the
+/// per-tenant CORS allow-list.
+fn sdk_routes(state: AppState) -> Router<AppState> {
+    Router::new()
+        .route("/api/oauth/token", post(token::issue_token))
+        .route(
+            "/api/v1/face/sessions/{session_id}/attempts",
+            post(session::start_attempt),
+        )
+        .route(
+            "/api/v1/face/sessions/{session_id}/attempts/{attempt}/frames",
+            post(session::upload_frame),
+        )
+        .route(
+            "/api/v1/face/sessions/{session_id}/attempts/{attempt}/finish",
+            post(session::finish),
+        )
+        .route_layer(crate::cors::layer(state))
+}
+
 /// Every route, with the middleware stack.
 pub fn router(state: AppState) -> Router {
     let body_limit = state.config.body_limit;
     let api = Router::new()
-        .route("/api/oauth/token", post(token::issue_token))
+        .merge(sdk_routes(state.clone()))
+        .route("/api/v1/face", post(session::create))
+        .route("/api/.well-known/jwks.json", get(info::jwks))
+        .route("/api/v1/info/{session_id}", get(info::result).delete(info::delete))
+        .route("/api/v1/info/img/{id}", get(info::image))
+        .route("/sdk/facegate.js", get(sdk::sdk))
+        .route("/demo", get(sdk::page))
+        .route("/demo/session", post(sdk::create_session))
         .route("/api/v1/face/match", post(face_match::face_match))
         .route("/api/v1/face/one-to-n/search", post(gallery::search))
         .route("/api/v1/face/one-to-n/insert", post(gallery::insert))

@@ -7,9 +7,11 @@
 //! runs them on its blocking pool.
 
 pub mod cipher;
+pub mod sessions;
 mod sqlite;
 
 pub use cipher::ImageCipher;
+pub use sessions::{Attempt, Frame, NewSession, Session, SessionResult, SessionState, SessionStore};
 pub use sqlite::SqliteStore;
 
 /// A storage failure. Messages name the operation, never row contents.
@@ -88,7 +90,7 @@ pub struct PendingFace {
 }
 
 /// Everything facegate persists.
-pub trait Store: Send + Sync {
+pub trait Store: SessionStore + Send + Sync {
     fn create_tenant(&self, tenant: &Tenant) -> Result<()>;
     fn tenants(&self) -> Result<Vec<Tenant>>;
     /// By id or by name.

@@ -11,18 +11,30 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::ErrorBody;
-use crate::routes::{face_match, gallery, ops, token};
+use crate::routes::{face_match, gallery, info, ops, session, token};
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "facegate", description = "Self-hosted face verification, compatible with the uqudo Face API. \
         Fields marked as facegate additions are not in uqudo's API; none of uqudo's fields are renamed."),
-    paths(token::issue_token, face_match::face_match, gallery::search, gallery::insert, gallery::delete, ops::healthz, ops::readyz, ops::metrics),
+    paths(token::issue_token, face_match::face_match, gallery::search, gallery::insert, gallery::delete,
+        session::create, session::start_attempt, session::upload_frame, session::finish,
+        info::result, info::image, info::delete, info::jwks,
+        ops::healthz, ops::readyz, ops::metrics),
     components(schemas(ErrorBody)),
     modifiers(&BearerAuth),
     tags(
         (name = "auth", description = "OAuth2 client credentials"),
         (name = "face", description = "Face verification"),
+        (name = "session", description = "Face sessions. `POST /api/v1/face` and `/api/v1/info` are uqudo's. The capture \
+            protocol under `/api/v1/face/sessions/{sessionId}` is facegate's own, used by the browser SDK at `/sdk/facegate.js`: \
+            start an attempt to get a random sequence of head movements (TURN_LEFT, TURN_RIGHT, LOOK_STRAIGHT) and a nonce; \
+            upload JPEG frames (at most 640 px, about one per frameIntervalMs), each answered with its quality status and \
+            the progress; then finish, and the server decides: liveness from the frames (movements in order and in time, \
+            3D consistency of the landmark motion, one identity throughout, quality gates), then a match of the most \
+            frontal frame against the ID photo. A completed session's result is a compact JWS (ES256, kid) verifiable with \
+            the JWKS at `/api/.well-known/jwks.json`. Capture endpoints accept the session's `sdkToken` or a token with \
+            face:session, and answer CORS preflights for the tenant's listed origins."),
         (name = "operations", description = "Health and metrics"),
     )
 )]

@@ -9,6 +9,8 @@ use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+mod sessions;
+
 use crate::{Client, NewFace, PendingFace, Result, SigningKey, Store, StoreError, Template, Tenant, Timestamp};
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how
@@ -57,6 +59,48 @@ const MIGRATIONS: &[&str] = &[
         model_version TEXT NOT NULL
     );
 "#,
+    r#"
+    CREATE TABLE sessions (
+        id TEXT PRIMARY KEY,
+        tenant_id TEXT NOT NULL REFERENCES tenants(id),
+        client_id TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        max_attempts INTEGER NOT NULL,
+        minimum_match_level INTEGER NOT NULL,
+        attempts_used INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        id_photo BLOB,
+        model_version TEXT NOT NULL,
+        id_template BLOB NOT NULL,
+        attempt_number INTEGER,
+        attempt_challenges TEXT,
+        attempt_nonce TEXT,
+        attempt_started_ms INTEGER,
+        attempt_max INTEGER,
+        attempt_level INTEGER,
+        result TEXT,
+        audit_image_id TEXT UNIQUE,
+        audit_image BLOB,
+        completed_at INTEGER,
+        keep_until INTEGER
+    );
+    CREATE INDEX sessions_expiry ON sessions(expires_at);
+    CREATE TABLE session_frames (
+        session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+        attempt INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        at_ms INTEGER NOT NULL,
+        image BLOB NOT NULL,
+        observation BLOB NOT NULL,
+        PRIMARY KEY (session_id, attempt, seq)
+    );
+    CREATE TABLE tenant_origins (
+        tenant_id TEXT NOT NULL REFERENCES tenants(id),
+        pattern TEXT NOT NULL,
+        PRIMARY KEY (tenant_id, pattern)
+    );
+"#,
 ];
 
 pub struct SqliteStore {
@@ -85,7 +129,7 @@ impl SqliteStore {
         Ok(Self { conn: Mutex::new(conn) })
     }
 
-    fn conn(&self) -> MutexGuard<'_, Connection> {
+    pub(crate) fn conn(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave a transaction open
         // (rusqlite rolls back on drop), so the connection is still usable.
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
@@ -115,7 +159,7 @@ fn restrict_permissions(_: &Path) -> Result<()> {
     Ok(())
 }
 
-fn conflict_or(e: rusqlite::Error, what: &'static str) -> StoreError {
+pub(crate) fn conflict_or(e: rusqlite::Error, what: &'static str) -> StoreError {
     match e.sqlite_error_code() {
         Some(rusqlite::ErrorCode::ConstraintViolation) => StoreError::Conflict(what),
         _ => StoreError::Database(e),
@@ -147,11 +191,11 @@ fn client_row(r: &rusqlite::Row) -> rusqlite::Result<Client> {
 }
 
 /// Vectors are stored as little-endian f32.
-fn vector_bytes(vector: &[f32]) -> Vec<u8> {
+pub(crate) fn vector_bytes(vector: &[f32]) -> Vec<u8> {
     vector.iter().flat_map(|v| v.to_le_bytes()).collect()
 }
 
-fn vector_from(bytes: &[u8]) -> Vec<f32> {
+pub(crate) fn vector_from(bytes: &[u8]) -> Vec<f32> {
     bytes
         .chunks_exact(4)
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))

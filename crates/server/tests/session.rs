@@ -1,0 +1,410 @@
+//! Face sessions over HTTP: the capture protocol with real head turns from
+//! Pointing'04, print attacks, the signed result and its JWKS, expiry and the
+//! sweeper, permissions, tenants and CORS.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use facegate_eval::datasets::dataset_or_skip;
+use facegate_eval::headpose::{self, Pose};
+use facegate_eval::liveness::print_view;
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde_json::{Value, json};
+use sha2::Digest;
+use support::{TestApp, assert_error, b64, sample};
+
+/// One person's head-pose images, by (series, pan) at tilt 0.
+struct Person(BTreeMap<Pose, PathBuf>, u8);
+
+impl Person {
+    fn load(root: &std::path::Path, person: u8) -> Person {
+        Person(headpose::index(root).expect("headpose"), person)
+    }
+
+    fn image(&self, series: u8, pan: i32) -> Vec<u8> {
+        let pose = Pose {
+            person: self.1,
+            series,
+            tilt: 0,
+            pan,
+        };
+        std::fs::read(&self.0[&pose]).expect("image")
+    }
+}
+
+/// The yaw path for a challenge (the user's left is negative), with a hold
+/// at the turn as the SDK asks.
+fn path_for(challenge: &str) -> Vec<i32> {
+    match challenge {
+        "TURN_LEFT" => vec![-15, -30, -45, -45, -45, -30, -15, 0],
+        "TURN_RIGHT" => vec![15, 30, 45, 45, 45, 30, 15, 0],
+        _ => vec![0, 0, 0],
+    }
+}
+
+async fn create_session(app: &TestApp, token: &str, id_photo: &[u8], extra: Value) -> Value {
+    let mut body = json!({"idPhoto": b64(id_photo)});
+    if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+        b.extend(e.clone());
+    }
+    let response = app.post_json("/api/v1/face", token, &body).await;
+    assert_eq!(response.status(), 201);
+    response.json().await.expect("json")
+}
+
+async fn start(app: &TestApp, token: &str, session: &str) -> reqwest::Response {
+    app.http
+        .post(app.url(&format!("/api/v1/face/sessions/{session}/attempts")))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("request")
+}
+
+async fn frame(app: &TestApp, token: &str, session: &str, attempt: u64, jpeg: Vec<u8>) -> reqwest::Response {
+    app.http
+        .post(app.url(&format!("/api/v1/face/sessions/{session}/attempts/{attempt}/frames")))
+        .bearer_auth(token)
+        .header("content-type", "image/jpeg")
+        .body(jpeg)
+        .send()
+        .await
+        .expect("request")
+}
+
+async fn finish(app: &TestApp, token: &str, session: &str, attempt: u64) -> Value {
+    let r = app
+        .http
+        .post(app.url(&format!("/api/v1/face/sessions/{session}/attempts/{attempt}/finish")))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), 200);
+    r.json().await.expect("json")
+}
+
+/// Runs one attempt: frames for each challenge from `frame_for(pan)`.
+async fn attempt(app: &TestApp, token: &str, session: &str, frame_for: &dyn Fn(i32) -> Vec<u8>) -> Value {
+    let started = start(app, token, session).await;
+    assert_eq!(started.status(), 201);
+    let started: Value = started.json().await.expect("json");
+    let number = started["attempt"].as_u64().expect("attempt");
+    let mut pans = vec![0, 0];
+    for c in started["challenges"].as_array().expect("challenges") {
+        pans.extend(path_for(c.as_str().expect("name")));
+    }
+    for pan in pans {
+        let r = frame(app, token, session, number, frame_for(pan)).await;
+        assert_eq!(r.status(), 200);
+    }
+    finish(app, token, session, number).await
+}
+
+fn jpeg(image: &image::RgbImage) -> Vec<u8> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    image.write_to(&mut out, image::ImageFormat::Jpeg).expect("encode");
+    out.into_inner()
+}
+
+/// Verifies a result JWS against the server's JWKS; returns its claims.
+async fn verify(app: &TestApp, jws: &str, audience: &str) -> Value {
+    let jwks: JwkSet = app.get("/api/.well-known/jwks.json").await.json().await.expect("jwks");
+    let header = jsonwebtoken::decode_header(jws).expect("header");
+    assert_eq!(header.alg, Algorithm::ES256);
+    let kid = header.kid.expect("kid");
+    let jwk = jwks.find(&kid).expect("the signing key is published");
+    let mut validation = Validation::new(Algorithm::ES256);
+    validation.set_audience(&[audience]);
+    validation.set_issuer(&["facegate"]);
+    let data = jsonwebtoken::decode::<Value>(jws, &DecodingKey::from_jwk(jwk).expect("key"), &validation)
+        .expect("the signature verifies");
+    data.claims
+}
+
+#[tokio::test]
+async fn a_real_head_turn_matches_and_the_result_is_signed() {
+    let Some(root) = dataset_or_skip("headpose", "a_real_head_turn_matches_and_the_result_is_signed") else {
+        return;
+    };
+    let app = TestApp::spawn().await;
+    let c = app.client("acme", "face:session");
+    let token = app.token(&c).await;
+    let person = Person::load(&root, 1);
+    let created = create_session(&app, &token, &person.image(2, 0), json!({})).await;
+    let session = created["sessionId"].as_str().expect("id").to_string();
+    let sdk = created["sdkToken"].as_str().expect("sdk token").to_string();
+    let outcome = attempt(&app, &sdk, &session, &|pan| person.image(1, pan)).await;
+    assert_eq!(outcome["status"], "SUCCESS", "{outcome}");
+    let jws = outcome["result"].as_str().expect("jws");
+    let claims = verify(&app, jws, &c.id).await;
+    assert_eq!(
+        claims["exp"].as_i64().expect("exp") - claims["iat"].as_i64().expect("iat"),
+        600
+    );
+    assert!(claims["jti"].as_str().is_some_and(|j| !j.is_empty()));
+    let face = &claims["data"]["face"];
+    assert_eq!(claims["data"]["sessionId"], session.as_str());
+    assert_eq!(face["match"], true, "{claims}");
+    assert!(face["matchLevel"].as_u64().expect("level") >= 3, "{claims}");
+    assert!(face["falseAcceptRate"].as_f64().expect("far") < 1e-3);
+    // The backend fetches the same result, and the audit image it names.
+    let info = app
+        .http
+        .get(app.url(&format!("/api/v1/info/{session}")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(info.status(), 200);
+    assert_eq!(info.headers()["content-type"], "application/jwt");
+    assert_eq!(info.text().await.expect("body"), jws);
+    let image_id = face["auditTrailImageId"].as_str().expect("image id");
+    let img = app
+        .http
+        .get(app.url(&format!("/api/v1/info/img/{image_id}")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(img.headers()["content-type"], "image/jpeg");
+    let bytes = img.bytes().await.expect("jpeg");
+    let checksum = format!("sha256:{:x}", sha2::Sha256::digest(&bytes));
+    assert_eq!(face["auditTrailImageIdChecksum"], checksum.as_str());
+    // Single use: capture is over.
+    assert_error(start(&app, &sdk, &session).await, 404, "SESSION_EXPIRED_OR_NOT_FOUND").await;
+    // Another tenant sees nothing.
+    let other = app.client("globex", "face:session");
+    let other_token = app.token(&other).await;
+    let peek = app
+        .http
+        .get(app.url(&format!("/api/v1/info/{session}")))
+        .bearer_auth(&other_token)
+        .send()
+        .await
+        .expect("request");
+    assert_error(peek, 404, "SESSION_EXPIRED_OR_NOT_FOUND").await;
+    // Purge.
+    let del = app
+        .http
+        .delete(app.url(&format!("/api/v1/info/{session}")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(del.status(), 204);
+    let gone = app
+        .http
+        .get(app.url(&format!("/api/v1/info/img/{image_id}")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("request");
+    assert_error(gone, 404, "not_found").await;
+}
+
+#[tokio::test]
+async fn a_tilted_print_fails_liveness_and_exhausts_the_session() {
+    let Some(root) = dataset_or_skip("headpose", "a_tilted_print_fails_liveness_and_exhausts_the_session") else {
+        return;
+    };
+    let app = TestApp::spawn().await;
+    let c = app.client("acme", "face:session");
+    let token = app.token(&c).await;
+    let person = Person::load(&root, 2);
+    let frontal = image::load_from_memory(&person.image(1, 0)).expect("decode").to_rgb8();
+    let created = create_session(&app, &token, &person.image(2, 0), json!({"maxAttempts": 1})).await;
+    let session = created["sessionId"].as_str().expect("id").to_string();
+    let outcome = attempt(&app, &token, &session, &|pan| jpeg(&print_view(&frontal, pan))).await;
+    assert_eq!(outcome["status"], "FACE_LIVENESS_FAILED", "{outcome}");
+    assert!(outcome["result"].is_null());
+    assert_eq!(outcome["sessionClosed"], true);
+    let again = start(&app, &token, &session).await;
+    assert_error(again, 410, "SESSION_INVALIDATED_FACE_RECOGNITION_TOO_MANY_ATTEMPTS").await;
+    assert_eq!(app.state.store.count_frames(&session).expect("count"), 0);
+}
+
+#[tokio::test]
+async fn another_persons_live_face_is_signed_as_no_match() {
+    let Some(root) = dataset_or_skip("headpose", "another_persons_live_face_is_signed_as_no_match") else {
+        return;
+    };
+    let app = TestApp::spawn().await;
+    let c = app.client("acme", "face:session");
+    let token = app.token(&c).await;
+    let (live, id) = (Person::load(&root, 1), Person::load(&root, 3));
+    let created = create_session(&app, &token, &id.image(1, 0), json!({})).await;
+    let session = created["sessionId"].as_str().expect("id").to_string();
+    let outcome = attempt(&app, &token, &session, &|pan| live.image(1, pan)).await;
+    assert_eq!(outcome["status"], "FACE_NO_MATCH", "{outcome}");
+    let claims = verify(&app, outcome["result"].as_str().expect("jws"), &c.id).await;
+    assert_eq!(claims["data"]["face"]["match"], false);
+}
+
+#[tokio::test]
+async fn creating_a_session_follows_the_image_rules_and_permissions() {
+    let app = TestApp::spawn().await;
+    let c = app.client("acme", "face:session");
+    let token = app.token(&c).await;
+    let photo = sample("Female_40_1_1_1.jpg");
+    // Multipart works like JSON.
+    let form = reqwest::multipart::Form::new()
+        .part(
+            "idPhoto",
+            reqwest::multipart::Part::bytes(photo.clone()).file_name("id.jpg"),
+        )
+        .text("maxAttempts", "2");
+    let r = app
+        .http
+        .post(app.url("/api/v1/face"))
+        .bearer_auth(&token)
+        .multipart(form)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), 201);
+    let body: Value = r.json().await.expect("json");
+    assert!(body["sessionId"].as_str().is_some() && body["sdkToken"].as_str().is_some());
+    let grey = jpeg(&image::RgbImage::from_pixel(200, 200, image::Rgb([120, 120, 120])));
+    for (body, status, code) in [
+        (json!({}), 400, "invalid_request"),
+        (json!({"idPhoto": b64(b"GIF89a....")}), 415, "unsupported_media_type"),
+        (
+            json!({"idPhoto": b64(&[0xFF; 6 * 1024 * 1024])}),
+            413,
+            "image_too_large",
+        ),
+        (json!({"idPhoto": b64(&grey)}), 400, "no_face_detected"),
+        (
+            json!({"idPhoto": b64(&photo), "maxAttempts": 4}),
+            400,
+            "invalid_request",
+        ),
+    ] {
+        assert_error(app.post_json("/api/v1/face", &token, &body).await, status, code).await;
+    }
+    // Permissions: face:match alone may not create sessions.
+    let matcher = app.client("acme", "face:match");
+    let matcher_token = app.token(&matcher).await;
+    let r = app
+        .post_json("/api/v1/face", &matcher_token, &json!({"idPhoto": b64(&photo)}))
+        .await;
+    assert_error(r, 403, "forbidden").await;
+    let r = app
+        .http
+        .post(app.url("/api/v1/face"))
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("request");
+    assert_error(r, 401, "unauthorized").await;
+}
+
+#[tokio::test]
+async fn an_sdk_token_reaches_only_its_own_sessions_capture() {
+    let app = TestApp::spawn().await;
+    let c = app.client("acme", "face:session,face:match");
+    let token = app.token(&c).await;
+    let photo = sample("Female_40_1_1_1.jpg");
+    let first = create_session(&app, &token, &photo, json!({})).await;
+    let second = create_session(&app, &token, &photo, json!({})).await;
+    let sdk = first["sdkToken"].as_str().expect("sdk");
+    let (mine, theirs) = (
+        first["sessionId"].as_str().expect("id"),
+        second["sessionId"].as_str().expect("id"),
+    );
+    assert_eq!(start(&app, sdk, mine).await.status(), 201);
+    assert_error(start(&app, sdk, theirs).await, 403, "forbidden").await;
+    let r = app.match_images(sdk, &photo, &photo, None).await;
+    assert_error(r, 403, "forbidden").await;
+    let r = app
+        .http
+        .get(app.url(&format!("/api/v1/info/{mine}")))
+        .bearer_auth(sdk)
+        .send()
+        .await
+        .expect("request");
+    assert_error(r, 403, "forbidden").await;
+    // Another tenant's backend token cannot capture either.
+    let other = app.client("globex", "face:session");
+    let other_token = app.token(&other).await;
+    assert_error(
+        start(&app, &other_token, mine).await,
+        404,
+        "SESSION_EXPIRED_OR_NOT_FOUND",
+    )
+    .await;
+    // A frame for an attempt that is not current.
+    let r = frame(&app, sdk, mine, 7, photo.clone()).await;
+    assert_error(r, 409, "attempt_not_active").await;
+}
+
+#[tokio::test]
+async fn expired_sessions_are_swept_from_storage() {
+    let app = TestApp::spawn_with(|c| {
+        c.session_ttl = 1;
+        c.sweep_interval = 1;
+    })
+    .await;
+    let c = app.client("acme", "face:session");
+    let token = app.token(&c).await;
+    let created = create_session(&app, &token, &sample("Female_40_1_1_1.jpg"), json!({})).await;
+    let session = created["sessionId"].as_str().expect("id").to_string();
+    let started: Value = start(&app, &token, &session).await.json().await.expect("json");
+    let n = started["attempt"].as_u64().expect("attempt");
+    let small = image::load_from_memory(&sample("Female_40_1_1_1.jpg"))
+        .expect("decode")
+        .thumbnail(640, 640)
+        .to_rgb8();
+    assert_eq!(frame(&app, &token, &session, n, jpeg(&small)).await.status(), 200);
+    assert_eq!(app.state.store.count_frames(&session).expect("count"), 1);
+    tokio::time::sleep(std::time::Duration::from_millis(3500)).await;
+    assert!(
+        app.state.store.session(&session).is_err(),
+        "the sweeper deleted the session"
+    );
+    assert_eq!(app.state.store.count_frames(&session).expect("count"), 0);
+    assert_error(start(&app, &token, &session).await, 404, "SESSION_EXPIRED_OR_NOT_FOUND").await;
+}
+
+#[tokio::test]
+async fn cors_answers_only_listed_origins_on_sdk_routes() {
+    let app = TestApp::spawn().await;
+    let c = app.client("acme", "face:session");
+    app.admin().add_origin("acme", "*.shop.example").expect("origin");
+    let token = app.token(&c).await;
+    let created = create_session(&app, &token, &sample("Female_40_1_1_1.jpg"), json!({})).await;
+    let session = created["sessionId"].as_str().expect("id");
+    let preflight = |path: String, origin: &'static str| {
+        app.http
+            .request(reqwest::Method::OPTIONS, app.url(&path))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "authorization,content-type")
+            .send()
+    };
+    let capture = format!("/api/v1/face/sessions/{session}/attempts");
+    let allowed = preflight(capture.clone(), "https://pay.shop.example")
+        .await
+        .expect("request");
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        "https://pay.shop.example"
+    );
+    let refused = preflight(capture, "https://evil.example").await.expect("request");
+    assert!(refused.headers().get("access-control-allow-origin").is_none());
+    let token_route = preflight("/api/oauth/token".into(), "https://pay.shop.example")
+        .await
+        .expect("request");
+    assert!(token_route.headers().get("access-control-allow-origin").is_some());
+    // Other APIs send no CORS headers at all.
+    let other = preflight("/api/v1/face/match".into(), "https://pay.shop.example")
+        .await
+        .expect("request");
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+    let jwks = app.get("/api/.well-known/jwks.json").await;
+    assert!(jwks.headers().get("access-control-allow-origin").is_none());
+}
