@@ -1,8 +1,11 @@
 # facegate: the README's two commands are `make run` and `make test`.
-.PHONY: setup build run test lint bench
+.PHONY: setup web-setup build run test lint bench
 
 setup: ## fetch and verify the models and ONNX Runtime (idempotent)
 	bash scripts/fetch-models.sh
+
+web-setup: ## Chromium and playwright-core for the browser test (idempotent)
+	bash scripts/install-browser.sh
 
 build: setup
 	cargo build --release -p facegate
@@ -10,7 +13,7 @@ build: setup
 run: build ## start the server on its defaults
 	./target/release/facegate serve
 
-test: setup ## the whole test suite (real models; LFW tests skip without ../shared)
+test: setup web-setup ## the whole test suite (real models, real browser; dataset tests skip without ../shared)
 	cargo test --workspace
 
 lint:

@@ -10,11 +10,9 @@ use std::path::PathBuf;
 use facegate_eval::datasets::dataset_or_skip;
 use facegate_eval::headpose::{self, Pose};
 use facegate_eval::liveness::print_view;
-use jsonwebtoken::jwk::JwkSet;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Value, json};
 use sha2::Digest;
-use support::{TestApp, assert_error, b64, sample};
+use support::{TestApp, assert_error, b64, jpeg, sample, verify_result};
 
 /// One person's head-pose images, by (series, pan) at tilt 0.
 struct Person(BTreeMap<Pose, PathBuf>, u8);
@@ -104,27 +102,6 @@ async fn attempt(app: &TestApp, token: &str, session: &str, frame_for: &dyn Fn(i
     finish(app, token, session, number).await
 }
 
-fn jpeg(image: &image::RgbImage) -> Vec<u8> {
-    let mut out = std::io::Cursor::new(Vec::new());
-    image.write_to(&mut out, image::ImageFormat::Jpeg).expect("encode");
-    out.into_inner()
-}
-
-/// Verifies a result JWS against the server's JWKS; returns its claims.
-async fn verify(app: &TestApp, jws: &str, audience: &str) -> Value {
-    let jwks: JwkSet = app.get("/api/.well-known/jwks.json").await.json().await.expect("jwks");
-    let header = jsonwebtoken::decode_header(jws).expect("header");
-    assert_eq!(header.alg, Algorithm::ES256);
-    let kid = header.kid.expect("kid");
-    let jwk = jwks.find(&kid).expect("the signing key is published");
-    let mut validation = Validation::new(Algorithm::ES256);
-    validation.set_audience(&[audience]);
-    validation.set_issuer(&["facegate"]);
-    let data = jsonwebtoken::decode::<Value>(jws, &DecodingKey::from_jwk(jwk).expect("key"), &validation)
-        .expect("the signature verifies");
-    data.claims
-}
-
 #[tokio::test]
 async fn a_real_head_turn_matches_and_the_result_is_signed() {
     let Some(root) = dataset_or_skip("headpose", "a_real_head_turn_matches_and_the_result_is_signed") else {
@@ -140,7 +117,7 @@ async fn a_real_head_turn_matches_and_the_result_is_signed() {
     let outcome = attempt(&app, &sdk, &session, &|pan| person.image(1, pan)).await;
     assert_eq!(outcome["status"], "SUCCESS", "{outcome}");
     let jws = outcome["result"].as_str().expect("jws");
-    let claims = verify(&app, jws, &c.id).await;
+    let claims = verify_result(&app, jws, &c.id).await;
     assert_eq!(
         claims["exp"].as_i64().expect("exp") - claims["iat"].as_i64().expect("iat"),
         600
@@ -240,7 +217,7 @@ async fn another_persons_live_face_is_signed_as_no_match() {
     let session = created["sessionId"].as_str().expect("id").to_string();
     let outcome = attempt(&app, &token, &session, &|pan| live.image(1, pan)).await;
     assert_eq!(outcome["status"], "FACE_NO_MATCH", "{outcome}");
-    let claims = verify(&app, outcome["result"].as_str().expect("jws"), &c.id).await;
+    let claims = verify_result(&app, outcome["result"].as_str().expect("jws"), &c.id).await;
     assert_eq!(claims["data"]["face"]["match"], false);
 }
 
@@ -407,4 +384,51 @@ async fn cors_answers_only_listed_origins_on_sdk_routes() {
     assert!(other.headers().get("access-control-allow-origin").is_none());
     let jwks = app.get("/api/.well-known/jwks.json").await;
     assert!(jwks.headers().get("access-control-allow-origin").is_none());
+}
+
+#[tokio::test]
+async fn the_sdk_is_served_and_the_demo_only_when_enabled() {
+    let app = TestApp::spawn().await;
+    let sdk = app.get("/sdk/facegate.js").await;
+    assert_eq!(sdk.status(), 200);
+    assert!(
+        sdk.headers()["content-type"]
+            .to_str()
+            .unwrap_or_default()
+            .starts_with("text/javascript")
+    );
+    assert!(
+        sdk.text()
+            .await
+            .expect("body")
+            .contains("export function createFacegate")
+    );
+    assert_error(app.get("/demo").await, 404, "not_found").await;
+    let demo = TestApp::spawn_with(|c| c.demo = true).await;
+    assert_eq!(demo.get("/demo").await.status(), 200);
+    let form = reqwest::multipart::Form::new().part(
+        "idPhoto",
+        reqwest::multipart::Part::bytes(sample("Female_40_1_1_1.jpg")).file_name("id.jpg"),
+    );
+    let r = demo
+        .http
+        .post(demo.url("/demo/session"))
+        .multipart(form)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), 201);
+    let body: Value = r.json().await.expect("json");
+    // The page gets a capture token for its session, never a backend token.
+    let sdk_token = body["sdkToken"].as_str().expect("token");
+    let session = body["sessionId"].as_str().expect("id");
+    assert_eq!(start(&demo, sdk_token, session).await.status(), 201);
+    let r = demo
+        .post_json(
+            "/api/v1/face",
+            sdk_token,
+            &json!({"idPhoto": b64(&sample("Female_40_1_1_1.jpg"))}),
+        )
+        .await;
+    assert_error(r, 403, "forbidden").await;
 }

@@ -30,6 +30,9 @@ pub async fn sdk() -> Response {
                 HeaderValue::from_static("text/javascript; charset=utf-8"),
             ),
             (header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300")),
+            // A public script, loaded as a module from customers' origins:
+            // module scripts need CORS, and it carries no credentials.
+            (header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*")),
         ],
         SDK,
     )

@@ -198,3 +198,28 @@ pub async fn assert_error(response: reqwest::Response, status: u16, code: &str) 
     assert_eq!(body["requestId"], header_id.as_str(), "{body}");
     body
 }
+
+/// Encodes an image as JPEG.
+pub fn jpeg(image: &image::RgbImage) -> Vec<u8> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    image.write_to(&mut out, image::ImageFormat::Jpeg).expect("encode");
+    out.into_inner()
+}
+
+/// Verifies a session result (compact JWS) against the server's JWKS, with
+/// the algorithm pinned and the audience checked; returns its claims.
+pub async fn verify_result(app: &TestApp, jws: &str, audience: &str) -> Value {
+    use jsonwebtoken::{Algorithm, DecodingKey, Validation, jwk::JwkSet};
+    let jwks: JwkSet = app.get("/api/.well-known/jwks.json").await.json().await.expect("jwks");
+    let header = jsonwebtoken::decode_header(jws).expect("header");
+    assert_eq!(header.alg, Algorithm::ES256);
+    let kid = header.kid.expect("kid");
+    let jwk = jwks.find(&kid).expect("the signing key is published");
+    let mut validation = Validation::new(Algorithm::ES256);
+    validation.set_audience(&[audience]);
+    validation.set_issuer(&["facegate"]);
+    let key = DecodingKey::from_jwk(jwk).expect("key");
+    jsonwebtoken::decode::<Value>(jws, &key, &validation)
+        .expect("the signature verifies")
+        .claims
+}
