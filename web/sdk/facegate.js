@@ -103,9 +103,11 @@ class View {
     this.video = document.createElement("video");
     Object.assign(this.video, { autoplay: true, muted: true, playsInline: true });
     const guide = svg("svg", { class: "fg-guide", viewBox: "0 0 300 400", preserveAspectRatio: "none" });
-    const mask = svg("mask", { id: "fg-mask" });
+    // Darken everything but the oval; the id is unique per view.
+    const maskId = `fg-mask-${Math.random().toString(36).slice(2)}`;
+    const mask = svg("mask", { id: maskId, maskUnits: "userSpaceOnUse", x: 0, y: 0, width: 300, height: 400 });
     mask.append(svg("rect", { width: 300, height: 400, fill: "#fff" }), svg("ellipse", { cx: 150, cy: 185, rx: 95, ry: 130, fill: "#000" }));
-    guide.append(mask, svg("rect", { width: 300, height: 400, fill: "rgba(0,0,0,.45)", mask: "url(#fg-mask)" }),
+    guide.append(mask, svg("rect", { width: 300, height: 400, fill: "rgba(0,0,0,.45)", mask: `url(#${maskId})` }),
       svg("ellipse", { cx: 150, cy: 185, rx: 95, ry: 130, fill: "none", stroke: "#fff", "stroke-width": 3 }));
     stage.append(this.video, guide);
     this.prompt = document.createElement("p");
@@ -292,7 +294,10 @@ class FaceSession {
         if (outcome.notActive) throw new OperationError(ERRORS.SESSION_EXPIRED_OR_NOT_FOUND, "the attempt ended");
         if (outcome.result) return this.succeed(outcome);
         this.trace("COMPLETE", "FAILURE", outcome.status, outcome.reason);
-        if (outcome.sessionClosed) throw new OperationError(ERRORS.TOO_MANY_ATTEMPTS, this.texts[ERRORS.TOO_MANY_ATTEMPTS]);
+        if (outcome.sessionClosed) {
+          const why = this.texts[outcome.status] || this.texts.FACE_LIVENESS_FAILED;
+          throw new OperationError(ERRORS.TOO_MANY_ATTEMPTS, `${why} ${this.texts[ERRORS.TOO_MANY_ATTEMPTS]}`, outcome);
+        }
         const left = this.texts.attemptsLeft.replace("{n}", outcome.attemptsLeft);
         this.view.state("retry", `${this.texts[outcome.status] || this.texts.FACE_LIVENESS_FAILED} ${left}`);
         await new Promise((resolve) => { this.retry = resolve; });
@@ -317,7 +322,8 @@ class FaceSession {
     this.closeCamera();
     const error = e instanceof OperationError ? e : new OperationError(ERRORS.UNEXPECTED_ERROR, e?.message);
     this.trace("COMPLETE", "FAILURE", error.code, error.message);
-    this.view.state("error", this.texts[error.code] || error.message);
+    const shown = error.code === ERRORS.TOO_MANY_ATTEMPTS ? error.message : this.texts[error.code] || error.message;
+    this.view.state("error", shown);
     this.view.cancelButton.textContent = "OK";
     this.view.cancelButton.onclick = () => this.view.unmount();
     this.options.onError?.({ code: error.code, message: error.message, data: error.data ?? null });

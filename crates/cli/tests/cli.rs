@@ -222,3 +222,37 @@ fn liveness_meets_its_error_rate_floors() {
         assert!(apcer["nuaa_print"].as_f64().expect("nuaa") <= 0.05, "{report}");
     }
 }
+
+#[test]
+fn tenant_origins_are_managed_from_the_cli() {
+    let data = tempfile::tempdir().expect("tmp");
+    let dir = data.path().display().to_string();
+    let run = |args: &[&str]| {
+        let mut all = vec!["--data-dir", &dir];
+        all.extend_from_slice(args);
+        facegate(&all)
+    };
+    assert!(run(&["tenant", "create", "shop"]).status.success());
+    for pattern in ["*.Example.com", "app.shop.test", "10.0.0.7"] {
+        let out = run(&["tenant", "origins", "add", "shop", pattern]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    for bad in ["https://app.example.com", "*.com", "a..b"] {
+        let out = run(&["tenant", "origins", "add", "shop", bad]);
+        assert!(!out.status.success(), "{bad} was accepted");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("not an origin pattern"));
+    }
+    let list = run(&["tenant", "origins", "list", "shop", "--json"]);
+    let list: Value = serde_json::from_slice(&list.stdout).expect("json");
+    assert_eq!(list, serde_json::json!(["*.example.com", "10.0.0.7", "app.shop.test"]));
+    assert!(
+        run(&["tenant", "origins", "remove", "shop", "10.0.0.7"])
+            .status
+            .success()
+    );
+    assert!(
+        !run(&["tenant", "origins", "remove", "shop", "10.0.0.7"])
+            .status
+            .success()
+    );
+}

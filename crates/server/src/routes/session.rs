@@ -8,7 +8,7 @@ use facegate_auth::{Permission, tokens};
 use facegate_liveness::gates::frame_issue;
 use facegate_liveness::{Challenge, TraceStatus, assess, observe, progress};
 use facegate_matching::check_level;
-use facegate_storage::{Frame, NewSession};
+use facegate_storage::{Frame, NewSession, StoreError};
 use facegate_vision::MODEL_VERSION;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -418,13 +418,20 @@ async fn store_frame(
             .map_err(ApiError::internal)?,
     };
     let id = session_id.to_string();
-    match state.store(move |s| s.add_frame(&id, attempt, &frame)).await {
-        Ok(true) => Ok(()),
-        Ok(false) => Err(ApiError::new(
+    let stored = state
+        .store(move |s| match s.add_frame(&id, attempt, &frame) {
+            // Two uploads raced for one sequence number.
+            Err(StoreError::Conflict(_)) => Ok(None),
+            other => other.map(Some),
+        })
+        .await?;
+    match stored {
+        Some(true) => Ok(()),
+        Some(false) => Err(ApiError::new(
             ErrorCode::AttemptNotActive,
             "this attempt is not the current one",
         )),
-        Err(e) => Err(e),
+        None => Err(ApiError::new(ErrorCode::AttemptNotActive, "send frames one at a time")),
     }
 }
 
