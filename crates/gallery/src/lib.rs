@@ -11,14 +11,21 @@
 //! measurement in `facegate bench gallery` checks.
 //!
 //! Partitions are rebuilt from storage at start, so the index holds nothing
-//! that is not durable. Beyond a few million faces per tenant an ANN index
-//! would replace the scan behind the same interface.
+//! that is not durable. From [`ANN_MIN_FACES`] faces on, the server also
+//! builds an HNSW graph ([`ann`]) at start, and searches go through it
+//! instead of the scan; inserts and removals keep it current. The graph is
+//! only an accelerator: if it ever fails, the partition drops it and scans.
 
+pub mod ann;
 mod quantize;
 
 use std::collections::HashMap;
 
+pub use ann::{Ann, AnnError};
 pub use quantize::{Code, DIM, dot_codes, quantize, scan};
+
+/// Partitions at least this large search through the HNSW graph.
+pub const ANN_MIN_FACES: usize = 1_000_000;
 
 /// A face's id as the index holds it (a UUID's 128 bits).
 pub type FaceKey = u128;
@@ -37,6 +44,34 @@ pub struct Partition {
     codes: Vec<i8>,
     scales: Vec<f32>,
     position: HashMap<FaceKey, usize>,
+    ann: Option<Ann>,
+    /// Changes made while a graph is being built elsewhere, replayed onto
+    /// it before it is installed.
+    ann_log: Option<Vec<AnnChange>>,
+}
+
+#[derive(Debug)]
+enum AnnChange {
+    Insert(FaceKey, Vec<f32>),
+    Remove(FaceKey),
+}
+
+/// A copy of a partition's faces to build a graph from, off the lock.
+pub struct AnnSnapshot(Vec<(FaceKey, Vec<f32>)>);
+
+impl AnnSnapshot {
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Builds the graph on `threads` threads (slow: minutes per million).
+    pub fn build(self, threads: usize) -> Result<Ann, AnnError> {
+        Ann::build(self.0.into_iter(), threads)
+    }
 }
 
 impl Partition {
@@ -50,6 +85,76 @@ impl Partition {
             codes: Vec::with_capacity(n * DIM),
             scales: Vec::with_capacity(n),
             position: HashMap::with_capacity(n),
+            ann: None,
+            ann_log: None,
+        }
+    }
+
+    /// Builds the HNSW graph over every face, on `threads` threads, holding
+    /// the partition meanwhile (benchmarks and tests; the server builds
+    /// off the lock with [`Partition::begin_ann_build`]).
+    pub fn enable_ann(&mut self, threads: usize) -> Result<(), AnnError> {
+        let ann = self.begin_ann_build().build(threads)?;
+        self.finish_ann_build(ann);
+        Ok(())
+    }
+
+    /// Copies the faces (as their int8 codes decoded) for a graph build and
+    /// starts logging changes until [`Partition::finish_ann_build`].
+    pub fn begin_ann_build(&mut self) -> AnnSnapshot {
+        self.ann_log = Some(Vec::new());
+        AnnSnapshot(
+            (0..self.keys.len())
+                .map(|i| {
+                    let scale = self.scales[i];
+                    let code = &self.codes[i * DIM..(i + 1) * DIM];
+                    (self.keys[i], code.iter().map(|&c| f32::from(c) * scale).collect())
+                })
+                .collect(),
+        )
+    }
+
+    /// Replays the changes made since the snapshot onto `ann` and switches
+    /// searches to it.
+    pub fn finish_ann_build(&mut self, mut ann: Ann) {
+        let log = self.ann_log.take().unwrap_or_default();
+        let replayed = log.into_iter().try_for_each(|change| match change {
+            AnnChange::Insert(key, vector) => ann.insert(key, &vector),
+            AnnChange::Remove(key) => ann.remove(key).map(|_| ()),
+        });
+        // A failed replay would leave the graph missing faces: keep scanning.
+        self.ann = replayed.is_ok().then_some(ann);
+    }
+
+    /// Stops logging changes for a build that failed.
+    pub fn abandon_ann_build(&mut self) {
+        self.ann_log = None;
+    }
+
+    /// Whether searches go through the HNSW graph.
+    pub fn has_ann(&self) -> bool {
+        self.ann.is_some()
+    }
+
+    /// Sets the graph's search breadth (for benchmarks).
+    pub fn set_ann_expansion(&self, ef: usize) {
+        if let Some(ann) = &self.ann {
+            ann.set_expansion_search(ef);
+        }
+    }
+
+    /// The graph's own memory, when it exists.
+    pub fn ann_memory_bytes(&self) -> Option<usize> {
+        self.ann.as_ref().map(Ann::memory_bytes)
+    }
+
+    /// Applies `change` to the graph; a failure drops the graph, so that
+    /// searches fall back to the exact scan rather than miss faces.
+    fn update_ann(&mut self, change: impl FnOnce(&mut Ann) -> Result<(), AnnError>) {
+        if let Some(ann) = self.ann.as_mut()
+            && change(ann).is_err()
+        {
+            self.ann = None;
         }
     }
 
@@ -63,6 +168,10 @@ impl Partition {
 
     /// Adds (or replaces) a face. `vector` must have `DIM` values.
     pub fn insert(&mut self, key: FaceKey, vector: &[f32]) {
+        self.update_ann(|ann| ann.insert(key, vector));
+        if let Some(log) = self.ann_log.as_mut() {
+            log.push(AnnChange::Insert(key, vector.to_vec()));
+        }
         let code = quantize(vector);
         if let Some(&at) = self.position.get(&key) {
             self.codes[at * DIM..(at + 1) * DIM].copy_from_slice(&code.values);
@@ -80,6 +189,10 @@ impl Partition {
         let Some(at) = self.position.remove(&key) else {
             return false;
         };
+        self.update_ann(|ann| ann.remove(key).map(|_| ()));
+        if let Some(log) = self.ann_log.as_mut() {
+            log.push(AnnChange::Remove(key));
+        }
         let last = self.keys.len() - 1;
         self.keys.swap_remove(at);
         self.scales.swap_remove(at);
@@ -97,6 +210,14 @@ impl Partition {
 
     /// The `k` best faces by approximate cosine, best first.
     pub fn search(&self, query: &[f32], k: usize) -> Vec<Candidate> {
+        if let Some(Ok(found)) = self.ann.as_ref().map(|ann| ann.search(query, k)) {
+            return found;
+        }
+        self.scan_search(query, k)
+    }
+
+    /// The `k` best faces by the int8 scan of every face, best first.
+    pub fn scan_search(&self, query: &[f32], k: usize) -> Vec<Candidate> {
         let q = quantize(query);
         let mut top = TopK::new(k);
         scan(&q, &self.codes, &self.scales, |i, score| top.offer(score, i));
@@ -210,5 +331,42 @@ mod tests {
         assert_eq!(p.len(), 8, "replace, not add");
         assert_eq!(p.search(&unit(42), 1)[0].key, 5);
         assert!(Partition::new().search(&unit(1), 3).is_empty());
+    }
+
+    #[test]
+    fn the_graph_finds_what_the_scan_finds_and_follows_changes() {
+        let mut p = Partition::new();
+        for i in 0..3000u64 {
+            p.insert(u128::from(i), &unit(i));
+        }
+        p.enable_ann(2).expect("graph");
+        assert!(p.has_ann());
+        let agree = (0..200u64)
+            .filter(|&i| p.search(&unit(i), 1)[0].key == p.scan_search(&unit(i), 1)[0].key)
+            .count();
+        assert!(agree >= 198, "{agree}/200");
+        assert!(p.remove(7));
+        assert_ne!(p.search(&unit(7), 1)[0].key, 7);
+        p.insert(9000, &unit(7));
+        assert_eq!(p.search(&unit(7), 1)[0].key, 9000);
+        let score = p.search(&unit(5), 1)[0].score;
+        assert!((score - 1.0).abs() < 0.02, "{score}");
+    }
+
+    #[test]
+    fn changes_during_a_background_build_reach_the_graph() {
+        let mut p = Partition::new();
+        for i in 0..500u64 {
+            p.insert(u128::from(i), &unit(i));
+        }
+        let snapshot = p.begin_ann_build();
+        p.insert(7777, &unit(7777));
+        assert!(p.remove(3));
+        let ann = snapshot.build(1).expect("graph");
+        assert!(!p.has_ann(), "the scan serves until the graph is installed");
+        p.finish_ann_build(ann);
+        assert!(p.has_ann());
+        assert_eq!(p.search(&unit(7777), 1)[0].key, 7777);
+        assert_ne!(p.search(&unit(3), 1)[0].key, 3);
     }
 }

@@ -60,6 +60,8 @@ pub struct Config {
     pub sweep_interval: u64,
     /// Serve the operator demo page at `/demo`.
     pub demo: bool,
+    /// Galleries at least this large get an HNSW graph at start.
+    pub ann_min_faces: usize,
 }
 
 impl Default for Config {
@@ -82,6 +84,7 @@ impl Default for Config {
             result_retention: 3600,
             sweep_interval: 30,
             demo: false,
+            ann_min_faces: facegate_gallery::ANN_MIN_FACES,
         }
     }
 }
@@ -109,6 +112,7 @@ pub struct PartialConfig {
     pub result_retention: Option<i64>,
     pub sweep_interval: Option<u64>,
     pub demo: Option<bool>,
+    pub ann_min_faces: Option<usize>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -155,6 +159,7 @@ impl PartialConfig {
             result_retention: self.result_retention.or(lower.result_retention),
             sweep_interval: self.sweep_interval.or(lower.sweep_interval),
             demo: self.demo.or(lower.demo),
+            ann_min_faces: self.ann_min_faces.or(lower.ann_min_faces),
         }
     }
 
@@ -187,6 +192,7 @@ impl PartialConfig {
             result_retention: self.result_retention.unwrap_or(d.result_retention),
             sweep_interval: self.sweep_interval.unwrap_or(d.sweep_interval),
             demo: self.demo.unwrap_or(d.demo),
+            ann_min_faces: self.ann_min_faces.unwrap_or(d.ann_min_faces),
         };
         if config.session_ttl <= 0 || config.result_retention < 0 || config.sweep_interval == 0 {
             return Err(ConfigError::Invalid(

@@ -39,8 +39,14 @@ pub fn face_id(key: FaceKey) -> String {
 }
 
 impl Galleries {
-    /// Loads every tenant's templates of `model_version` from the store.
-    pub fn rebuild(store: &dyn Store, model_version: &str, cipher: ImageCipher) -> Result<Self, GalleryError> {
+    /// Loads every tenant's templates of `model_version` from the store, and
+    /// starts building graphs for galleries of `ann_min_faces` or more.
+    pub fn rebuild(
+        store: &dyn Store,
+        model_version: &str,
+        cipher: ImageCipher,
+        ann_min_faces: usize,
+    ) -> Result<Self, GalleryError> {
         let mut partitions = HashMap::new();
         let mut stale = std::collections::HashSet::new();
         let start = std::time::Instant::now();
@@ -65,7 +71,12 @@ impl Galleries {
                     tracing::info!(faces = total, "rebuilding galleries");
                 }
             }
-            partitions.insert(tenant.id, Arc::new(RwLock::new(partition)));
+            let large = partition.len() >= ann_min_faces;
+            let shared = Arc::new(RwLock::new(partition));
+            if large {
+                build_graph(tenant.id.clone(), Arc::clone(&shared));
+            }
+            partitions.insert(tenant.id, shared);
         }
         tracing::info!(
             faces = total,
@@ -131,4 +142,35 @@ pub fn load_image_key(configured: Option<&str>, key_file: &Path) -> Result<Image
         }
     };
     ImageCipher::new(&key).map_err(|e| err(e.to_string()))
+}
+
+/// Builds a large partition's HNSW graph on a background thread (minutes
+/// per million faces). Until it is ready the partition answers by the exact
+/// scan, which is correct, only slower; changes made meanwhile are replayed
+/// onto the graph. A failure is logged and the scan stays. A partition that
+/// grows past the threshold while running keeps scanning until the next
+/// start.
+fn build_graph(tenant: String, partition: SharedPartition) {
+    let spawned = std::thread::Builder::new().name("hnsw-build".into()).spawn(move || {
+        let start = std::time::Instant::now();
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        // The lock only guards plain data; a poisoned one still holds it.
+        let snapshot = partition.write().unwrap_or_else(|p| p.into_inner()).begin_ann_build();
+        tracing::info!(%tenant, faces = snapshot.len(), "building the HNSW graph in the background");
+        let built = snapshot.build(threads);
+        let mut p = partition.write().unwrap_or_else(|p| p.into_inner());
+        match built {
+            Ok(ann) => {
+                p.finish_ann_build(ann);
+                tracing::info!(%tenant, seconds = start.elapsed().as_secs_f64(), ready = p.has_ann(), "HNSW graph built");
+            }
+            Err(e) => {
+                p.abandon_ann_build();
+                tracing::warn!(%tenant, error = %e, "no HNSW graph; searches scan");
+            }
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "could not start the HNSW build; searches scan");
+    }
 }

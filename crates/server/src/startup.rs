@@ -103,9 +103,12 @@ impl Application {
         let galleries = {
             let store = Arc::clone(&store);
             let cipher = load_image_key(config.data_key.as_deref(), &DataPaths::new(&config.data_dir).image_key)?;
-            tokio::task::spawn_blocking(move || Galleries::rebuild(store.as_ref(), MODEL_VERSION, cipher))
-                .await
-                .map_err(std::io::Error::other)??
+            let ann_min_faces = config.ann_min_faces;
+            tokio::task::spawn_blocking(move || {
+                Galleries::rebuild(store.as_ref(), MODEL_VERSION, cipher, ann_min_faces)
+            })
+            .await
+            .map_err(std::io::Error::other)??
         };
         let listener = TcpListener::bind(config.listen).await?;
         let state = AppState::new(config, store, ring, pool, metrics_handle(), galleries);

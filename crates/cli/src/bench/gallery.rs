@@ -39,6 +39,18 @@ pub struct GalleryArgs {
     rebuild_up_to: usize,
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Also build the HNSW graph at each size and measure searches through it.
+    #[arg(long)]
+    ann: bool,
+    /// Draw the synthetic faces from a Gaussian with the real LFW embeddings'
+    /// mean and covariance instead of uniformly random directions. Uniform
+    /// directions in 128-d have no structure at all, the worst case for a
+    /// graph index; real embeddings are far from uniform.
+    #[arg(long)]
+    face_like: bool,
+    /// Search breadths to measure the graph at (the first is the default).
+    #[arg(long, value_delimiter = ',', default_value = "160")]
+    ann_ef: Vec<usize>,
 }
 
 #[derive(Serialize)]
@@ -51,6 +63,20 @@ struct SizeReport {
     recall_at_1: f64,
     bytes_per_face: f64,
     rebuild_seconds: Option<f64>,
+    /// The same through the HNSW graph, with `--ann`.
+    ann: Vec<AnnReport>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AnnReport {
+    ef: usize,
+    build_seconds: f64,
+    search_p50_ms: f64,
+    search_p99_ms: f64,
+    recall_at_1: f64,
+    /// The graph and its int8 vectors, on top of the scan's codes.
+    graph_bytes_per_face: f64,
 }
 
 /// Shortlist re-ranked exactly, as in the server.
@@ -77,6 +103,46 @@ impl Rng {
             })
             .collect();
         normalise(v)
+    }
+}
+
+/// Samples with the mean and covariance of a set of real embeddings: the
+/// mean plus a Gaussian-weighted sum of 64 random centred real embeddings
+/// over √64. Its covariance is the real sample covariance, with no matrix
+/// decomposition needed.
+struct FaceLike<'a> {
+    real: &'a [Vec<f32>],
+    mean: Vec<f32>,
+}
+
+impl<'a> FaceLike<'a> {
+    const TERMS: usize = 64;
+
+    fn new(real: &'a [Vec<f32>]) -> Self {
+        let n = real.len() as f32;
+        let mut mean = vec![0f32; real[0].len()];
+        for v in real {
+            for (m, x) in mean.iter_mut().zip(v) {
+                *m += x / n;
+            }
+        }
+        Self { real, mean }
+    }
+
+    fn sample(&self, rng: &mut Rng) -> Vec<f32> {
+        let mut out = self.mean.clone();
+        let weight = 1.0 / (Self::TERMS as f32).sqrt();
+        let gaussians = rng.unit();
+        for g in gaussians.iter().take(Self::TERMS) {
+            let pick = &self.real[(rng.next() * self.real.len() as f64) as usize % self.real.len()];
+            // The unit vector's components are Gaussian up to a common
+            // scale (about 1/√128), undone here.
+            let z = g * (gaussians.len() as f32).sqrt() * weight;
+            for ((o, x), m) in out.iter_mut().zip(pick).zip(&self.mean) {
+                *o += z * (x - m);
+            }
+        }
+        normalise(out)
     }
 }
 
@@ -122,6 +188,17 @@ pub fn run(models: &ModelsDir, args: &GalleryArgs) -> Result<()> {
             r.size, r.index_inserts_per_second, r.search_p50_ms, r.search_p99_ms, r.recall_at_1, r.bytes_per_face
         );
     }
+    if args.ann {
+        println!("\nHNSW graph (USearch, int8, M=16, ef_add 128), shortlist re-ranked exactly:");
+        println!("| faces | ef_search | build s | search p50 ms | search p99 ms | recall@1 | graph bytes/face |");
+        println!("|---|---|---|---|---|---|---|");
+        for (r, a) in reports.iter().flat_map(|r| r.ann.iter().map(move |a| (r, a))) {
+            println!(
+                "| {} | {} | {:.1} | {:.3} | {:.3} | {:.4} | {:.0} |",
+                r.size, a.ef, a.build_seconds, a.search_p50_ms, a.search_p99_ms, a.recall_at_1, a.graph_bytes_per_face
+            );
+        }
+    }
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&reports)?)?;
     }
@@ -161,8 +238,12 @@ fn lfw_vectors(models: &ModelsDir, args: &GalleryArgs) -> Result<(Vectors, Vecto
 fn measure(size: usize, real: &[Vec<f32>], probes: &[Vec<f32>], args: &GalleryArgs) -> Result<SizeReport> {
     let mut rng = Rng(0x5EED ^ size as u64);
     let mut vectors: Vec<Vec<f32>> = real.iter().take(size).cloned().collect();
+    let face_like = (args.face_like && !real.is_empty()).then(|| FaceLike::new(real));
     while vectors.len() < size {
-        vectors.push(rng.unit());
+        vectors.push(match &face_like {
+            Some(f) => f.sample(&mut rng),
+            None => rng.unit(),
+        });
     }
     let before = rss_bytes();
     let start = Instant::now();
@@ -183,35 +264,72 @@ fn measure(size: usize, real: &[Vec<f32>], probes: &[Vec<f32>], args: &GalleryAr
             }
         })
         .collect();
-    let mut times = Vec::with_capacity(queries.len());
-    let mut agree = 0usize;
-    let recall_queries = queries.len().min(100);
-    for (qi, q) in queries.iter().enumerate() {
+    // Exact best face of each recall query, by an f32 scan of everything.
+    let recall_queries = queries.len().min(200);
+    let truth: Vec<Option<usize>> = queries[..recall_queries]
+        .iter()
+        .map(|q| (0..size).max_by(|&a, &b| dot(q, &vectors[a]).total_cmp(&dot(q, &vectors[b]))))
+        .collect();
+    let (scan_times, scan_recall) = timed_searches(&queries, &truth, &vectors, |q| partition.scan_search(q, SHORTLIST));
+    let mut ann = Vec::new();
+    if args.ann {
         let start = Instant::now();
-        let shortlist = partition.search(q, SHORTLIST);
-        let best = shortlist
-            .iter()
-            .map(|c| (c.key, dot(q, &vectors[c.key as usize])))
-            .max_by(|a, b| a.1.total_cmp(&b.1));
-        times.push(start.elapsed().as_secs_f64() * 1e3);
-        if qi < recall_queries {
-            let exact = (0..size).max_by(|&a, &b| dot(q, &vectors[a]).total_cmp(&dot(q, &vectors[b])));
-            agree += usize::from(best.map(|b| b.0 as usize) == exact);
+        partition.enable_ann(std::thread::available_parallelism().map_or(2, |n| n.get()))?;
+        let build_seconds = start.elapsed().as_secs_f64();
+        let graph_bytes_per_face = partition.ann_memory_bytes().unwrap_or(0) as f64 / size as f64;
+        for &ef in &args.ann_ef {
+            partition.set_ann_expansion(ef);
+            let (times, recall_at_1) = timed_searches(&queries, &truth, &vectors, |q| partition.search(q, SHORTLIST));
+            ann.push(AnnReport {
+                ef,
+                build_seconds,
+                search_p50_ms: percentile_sorted(&times, 0.5),
+                search_p99_ms: percentile_sorted(&times, 0.99),
+                recall_at_1,
+                graph_bytes_per_face,
+            });
         }
+        partition.set_ann_expansion(args.ann_ef.first().copied().unwrap_or(160));
     }
-    times.sort_by(f64::total_cmp);
     let rebuild_seconds = (size <= args.rebuild_up_to)
         .then(|| rebuild_time(&vectors))
         .transpose()?;
     Ok(SizeReport {
         size,
         index_inserts_per_second: insert_rate,
-        search_p50_ms: percentile_sorted(&times, 0.5),
-        search_p99_ms: percentile_sorted(&times, 0.99),
-        recall_at_1: agree as f64 / recall_queries.max(1) as f64,
+        search_p50_ms: percentile_sorted(&scan_times, 0.5),
+        search_p99_ms: percentile_sorted(&scan_times, 0.99),
+        recall_at_1: scan_recall,
         bytes_per_face,
         rebuild_seconds,
+        ann,
     })
+}
+
+/// Times `shortlist` plus the exact re-rank for every query (sorted, ms),
+/// and the share of the first `truth.len()` queries whose best face is the
+/// exact one.
+fn timed_searches(
+    queries: &[Vec<f32>],
+    truth: &[Option<usize>],
+    vectors: &[Vec<f32>],
+    shortlist: impl Fn(&[f32]) -> Vec<facegate_gallery::Candidate>,
+) -> (Vec<f64>, f64) {
+    let mut times = Vec::with_capacity(queries.len());
+    let mut agree = 0usize;
+    for (qi, q) in queries.iter().enumerate() {
+        let start = Instant::now();
+        let best = shortlist(q)
+            .iter()
+            .map(|c| (c.key, dot(q, &vectors[c.key as usize])))
+            .max_by(|a, b| a.1.total_cmp(&b.1));
+        times.push(start.elapsed().as_secs_f64() * 1e3);
+        if let Some(exact) = truth.get(qi) {
+            agree += usize::from(best.map(|b| b.0 as usize) == *exact);
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    (times, agree as f64 / truth.len().max(1) as f64)
 }
 
 fn face(i: usize, v: &[f32]) -> NewFace {

@@ -485,6 +485,8 @@ pub async fn finish(
         let id = session_id.clone();
         state.store(move |s| s.fail_attempt(&id, number, invalidate)).await?;
         tracing::info!(attempt = number, reason = verdict.reason, "liveness attempt failed");
+        let status = verdict.status.unwrap_or(TraceStatus::FaceLivenessFailed).as_str();
+        metrics::counter!("facegate_liveness_attempts_total", "status" => status).increment(1);
         return Ok(axum::Json(FinishResponse {
             status: verdict.status.unwrap_or(TraceStatus::FaceLivenessFailed).as_str(),
             reason: verdict.reason,
@@ -496,6 +498,12 @@ pub async fn finish(
         }));
     }
     let (jws, face) = sessions::issue_result(&state, &session, &attempt, &frames, &verdict).await?;
+    let status = if face.is_match {
+        "SUCCESS"
+    } else {
+        TraceStatus::FaceNoMatch.as_str()
+    };
+    metrics::counter!("facegate_liveness_attempts_total", "status" => status).increment(1);
     Ok(axum::Json(FinishResponse {
         status: if face.is_match {
             "SUCCESS"
