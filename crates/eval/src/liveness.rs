@@ -37,7 +37,7 @@ pub enum Kind {
 }
 
 /// Where one frame comes from.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Source {
     File(PathBuf),
     /// A flat picture of the file rotated by this many degrees.
@@ -59,17 +59,18 @@ pub struct Sequence {
 pub struct Suite {
     pub sources: Vec<Source>,
     pub sequences: Vec<Sequence>,
+    index: std::collections::HashMap<Source, usize>,
 }
 
 impl Suite {
+    /// The index of a source, added on first use.
     fn source(&mut self, s: Source) -> usize {
-        match self.sources.iter().position(|x| *x == s) {
-            Some(i) => i,
-            None => {
-                self.sources.push(s);
-                self.sources.len() - 1
-            }
+        let next = self.sources.len();
+        let i = *self.index.entry(s.clone()).or_insert(next);
+        if i == next {
+            self.sources.push(s);
         }
+        i
     }
 }
 

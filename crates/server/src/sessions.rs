@@ -65,13 +65,7 @@ pub async fn open_session(state: &AppState, caller: &Caller, id: &str) -> Result
             "the token may not capture for this session",
         ));
     }
-    let owned = id.to_string();
-    let session = match state.store(move |s| s.session(&owned)).await {
-        Ok(s) if s.tenant_id == caller.tenant() => s,
-        Ok(_) => return Err(gone()),
-        Err(e) if e.code == ErrorCode::NotFound => return Err(gone()),
-        Err(e) => return Err(e),
-    };
+    let session = tenant_session(state, caller.tenant(), id).await?;
     if session.expires_at <= facegate_auth::now() {
         return Err(gone());
     }
@@ -79,6 +73,18 @@ pub async fn open_session(state: &AppState, caller: &Caller, id: &str) -> Result
         SessionState::Open => Ok(session),
         SessionState::Completed => Err(gone()),
         SessionState::Invalidated => Err(invalidated()),
+    }
+}
+
+/// A session of `tenant`, in any state. Another tenant's session looks
+/// exactly like a missing one.
+pub async fn tenant_session(state: &AppState, tenant: &str, id: &str) -> Result<Session, ApiError> {
+    let owned = id.to_string();
+    match state.store(move |s| s.session(&owned)).await {
+        Ok(s) if s.tenant_id == tenant => Ok(s),
+        Ok(_) => Err(gone()),
+        Err(e) if e.code == ErrorCode::NotFound => Err(gone()),
+        Err(e) => Err(e),
     }
 }
 

@@ -11,7 +11,7 @@ use facegate_storage::SessionState;
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody, ErrorCode};
-use crate::sessions::{RESULT_TTL, gone, seal_context};
+use crate::sessions::{RESULT_TTL, gone, seal_context, tenant_session};
 use crate::state::AppState;
 
 /// The public keys that verify access tokens and session results.
@@ -47,13 +47,7 @@ pub async fn result(
     Path(session_id): Path<String>,
 ) -> Result<Response, ApiError> {
     caller.require(Permission::FaceSession)?;
-    let id = session_id.clone();
-    let session = match state.store(move |s| s.session(&id)).await {
-        Ok(s) if s.tenant_id == caller.tenant() => s,
-        Ok(_) => return Err(gone()),
-        Err(e) if e.code == ErrorCode::NotFound => return Err(gone()),
-        Err(e) => return Err(e),
-    };
+    let session = tenant_session(&state, caller.tenant(), &session_id).await?;
     match (session.state, session.result) {
         (SessionState::Completed, Some(jws)) => Ok((
             [(header::CONTENT_TYPE, HeaderValue::from_static("application/jwt"))],
