@@ -61,6 +61,11 @@ fn form_rejection(rejection: FormRejection) -> ApiError {
     }
 }
 
+/// Checks a requested `minimumMatchLevel` (1..5).
+pub fn match_level(level: i64) -> Result<u8, ApiError> {
+    facegate_matching::check_level(level).map_err(|e| ApiError::new(ErrorCode::InvalidMatchLevel, e.to_string()))
+}
+
 /// Standard or URL-safe alphabet, padding optional.
 const LENIENT: GeneralPurposeConfig =
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);

@@ -2,15 +2,15 @@
 
 use axum::extract::State;
 use facegate_auth::Permission;
-use facegate_matching::{calibration_for, check_level};
+use facegate_matching::calibration_for;
 use facegate_vision::MODEL_VERSION;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::analysis::analyze;
 use crate::auth::Caller;
-use crate::error::{ApiError, ErrorBody, ErrorCode};
-use crate::extract::ApiJson;
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::{ApiJson, match_level};
 use crate::inference::Admitted;
 use crate::state::AppState;
 
@@ -74,8 +74,7 @@ pub async fn face_match(
     ApiJson(request): ApiJson<MatchRequest>,
 ) -> Result<axum::Json<MatchResponse>, ApiError> {
     caller.require(Permission::FaceMatch)?;
-    let minimum = check_level(request.minimum_match_level.unwrap_or(3))
-        .map_err(|e| ApiError::new(ErrorCode::InvalidMatchLevel, e.to_string()))?;
+    let minimum = match_level(request.minimum_match_level.unwrap_or(3))?;
     let (source, target) = tokio::join!(
         analyze(&state, &admission, "sourceImage", request.source_image),
         analyze(&state, &admission, "targetImage", request.target_image)

@@ -13,7 +13,7 @@ use facegate_storage::{Client, StoreError, Tenant};
 use crate::analysis::analyze_bytes;
 use crate::error::{ApiError, ErrorCode};
 use crate::inference::Admitted;
-use crate::routes::session::{CreateSessionResponse, new_session};
+use crate::routes::session::{CreateSessionResponse, multipart_request, new_session};
 use crate::state::AppState;
 
 const SDK: &str = include_str!("../../../../web/sdk/facegate.js");
@@ -89,24 +89,10 @@ fn ensure_demo_tenant(store: &dyn facegate_storage::Store) -> Result<String, Sto
 pub async fn create_session(
     State(state): State<AppState>,
     Admitted(admission): Admitted<1>,
-    mut form: Multipart,
+    form: Multipart,
 ) -> Result<(StatusCode, axum::Json<CreateSessionResponse>), ApiError> {
     demo_enabled(&state)?;
-    let mut photo = None;
-    while let Some(field) = form
-        .next_field()
-        .await
-        .map_err(|e| ApiError::new(ErrorCode::InvalidRequest, e.body_text()))?
-    {
-        if field.name() == Some("idPhoto") {
-            let bytes = field
-                .bytes()
-                .await
-                .map_err(|e| ApiError::new(ErrorCode::InvalidRequest, e.body_text()))?;
-            photo = Some(bytes.to_vec());
-        }
-    }
-    let photo = photo.ok_or_else(|| ApiError::new(ErrorCode::InvalidRequest, "the idPhoto part is missing"))?;
+    let (photo, _, _) = multipart_request(form).await?;
     let analysed = analyze_bytes(&state, &admission, "idPhoto", photo).await?;
     let tenant = state.store(ensure_demo_tenant).await?;
     let created = new_session(&state, &tenant, DEMO_CLIENT, analysed, 3, 3).await?;

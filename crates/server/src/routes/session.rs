@@ -7,7 +7,6 @@ use axum::http::{StatusCode, header};
 use facegate_auth::{Permission, tokens};
 use facegate_liveness::gates::frame_issue;
 use facegate_liveness::{Challenge, TraceStatus, assess, observe, progress};
-use facegate_matching::check_level;
 use facegate_storage::{Frame, NewSession, StoreError};
 use facegate_vision::MODEL_VERSION;
 use serde::{Deserialize, Serialize};
@@ -16,7 +15,7 @@ use utoipa::ToSchema;
 use crate::analysis::{Analysed, analyze, analyze_bytes};
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody, ErrorCode};
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, match_level};
 use crate::inference::Admitted;
 use crate::sessions::{self, FRAME_INTERVAL_MS, MAX_ATTEMPTS, MAX_FRAME_SIDE, MAX_FRAMES, REFUSED_FRAME_SIDE};
 use crate::state::AppState;
@@ -54,12 +53,8 @@ fn check_attempts(n: i64) -> Result<u8, ApiError> {
         .ok_or_else(|| ApiError::new(ErrorCode::InvalidRequest, format!("maxAttempts must be 1..3, got {n}")))
 }
 
-fn check_match_level(n: i64) -> Result<u8, ApiError> {
-    check_level(n).map_err(|e| ApiError::new(ErrorCode::InvalidMatchLevel, e.to_string()))
-}
-
 /// Reads the multipart form: `idPhoto` file, optional numeric fields.
-async fn multipart_request(mut form: Multipart) -> Result<(Vec<u8>, Option<i64>, Option<i64>), ApiError> {
+pub async fn multipart_request(mut form: Multipart) -> Result<(Vec<u8>, Option<i64>, Option<i64>), ApiError> {
     let bad = |m: String| ApiError::new(ErrorCode::InvalidRequest, m);
     let (mut photo, mut attempts, mut level) = (None, None, None);
     while let Some(field) = form.next_field().await.map_err(|e| bad(e.body_text()))? {
@@ -136,7 +131,7 @@ pub async fn create(
         )
     };
     let max_attempts = check_attempts(attempts.unwrap_or(3))?;
-    let minimum_match_level = check_match_level(level.unwrap_or(3))?;
+    let minimum_match_level = match_level(level.unwrap_or(3))?;
     let created = new_session(
         &state,
         caller.tenant(),
@@ -250,7 +245,7 @@ pub async fn start_attempt(
         None => session.max_attempts,
     };
     let level = match request.minimum_match_level {
-        Some(n) => check_match_level(n)?.max(session.minimum_match_level),
+        Some(n) => match_level(n)?.max(session.minimum_match_level),
         None => session.minimum_match_level,
     };
     let policy = sessions::policy()?;
