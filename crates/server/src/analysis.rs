@@ -4,7 +4,7 @@
 use facegate_vision::Analysis;
 
 use crate::error::{ApiError, ErrorCode};
-use crate::extract::base64_image;
+use crate::extract::{base64_image, check_image_size};
 use crate::inference::Admission;
 use crate::state::AppState;
 
@@ -41,16 +41,7 @@ pub async fn analyze_bytes(
     field: &'static str,
     bytes: Vec<u8>,
 ) -> Result<Analysed, ApiError> {
-    let max_bytes = state.config.limits.max_bytes;
-    if bytes.len() > max_bytes {
-        return Err(ApiError::new(
-            ErrorCode::ImageTooLarge,
-            format!(
-                "{field}: the image is {} bytes, over the limit of {max_bytes}",
-                bytes.len()
-            ),
-        ));
-    }
+    check_image_size(field, bytes.len(), state.config.limits.max_bytes)?;
     let min_interocular = state.config.min_interocular;
     let result = admission
         .run(move |engine| analyze_in(engine, field, bytes, min_interocular))

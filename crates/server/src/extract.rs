@@ -100,16 +100,19 @@ pub fn base64_image(field: &str, value: &str, max_bytes: usize) -> Result<Vec<u8
         .decode(data)
         .or_else(|_| URL_SAFE.decode(data))
         .map_err(|_| ApiError::new(ErrorCode::InvalidBase64, format!("{field} is not valid base64")))?;
-    if bytes.len() > max_bytes {
+    check_image_size(field, bytes.len(), max_bytes)?;
+    Ok(bytes)
+}
+
+/// 413 for an image of `len` bytes over `max_bytes`.
+pub fn check_image_size(field: &str, len: usize, max_bytes: usize) -> Result<(), ApiError> {
+    if len > max_bytes {
         return Err(ApiError::new(
             ErrorCode::ImageTooLarge,
-            format!(
-                "{field}: the image is {} bytes, over the limit of {max_bytes}",
-                bytes.len()
-            ),
+            format!("{field}: the image is {len} bytes, over the limit of {max_bytes}"),
         ));
     }
-    Ok(bytes)
+    Ok(())
 }
 
 #[cfg(test)]

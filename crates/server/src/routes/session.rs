@@ -15,7 +15,7 @@ use utoipa::ToSchema;
 use crate::analysis::{Analysed, analyze, analyze_bytes};
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody, ErrorCode};
-use crate::extract::{ApiJson, match_level};
+use crate::extract::{ApiJson, check_image_size, match_level};
 use crate::inference::Admitted;
 use crate::sessions::{self, FRAME_INTERVAL_MS, MAX_ATTEMPTS, MAX_FRAME_SIDE, MAX_FRAMES, REFUSED_FRAME_SIDE};
 use crate::state::AppState;
@@ -340,13 +340,7 @@ pub async fn upload_frame(
             "the attempt has all its frames; finish it",
         ));
     }
-    let max_bytes = state.config.limits.max_bytes;
-    if body.len() > max_bytes {
-        return Err(ApiError::new(
-            ErrorCode::ImageTooLarge,
-            "the frame is over the image size limit",
-        ));
-    }
+    check_image_size("frame", body.len(), state.config.limits.max_bytes)?;
     let jpeg = body.to_vec();
     let observation = admission
         .run(move |engine| {
