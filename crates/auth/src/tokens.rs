@@ -93,22 +93,19 @@ pub fn issue(
     permissions: &[Permission],
 ) -> Result<(String, Claims), TokenError> {
     let now = crate::now();
-    let claims = Claims {
-        iss: config.issuer.clone(),
-        sub: client_id.into(),
-        aud: config.audience.clone(),
-        tenant: tenant_id.into(),
-        scope: Permission::scope(permissions),
-        iat: now,
-        nbf: now,
-        exp: now + config.ttl,
-        jti: crate::secrets::new_id("").map_err(|_| TokenError::Random)?,
-        sid: None,
-    };
+    let claims = claims(
+        config,
+        client_id,
+        tenant_id,
+        Permission::scope(permissions),
+        now + config.ttl,
+        None,
+    )?;
     Ok((sign(ring, &claims)?, claims))
 }
 
-/// Signs a capture token for one session, valid until `expires_at`.
+/// Signs a capture token for one session, valid until `expires_at` (or
+/// the token lifetime, whichever is sooner).
 pub fn issue_capture(
     ring: &KeyRing,
     config: &TokenConfig,
@@ -117,20 +114,40 @@ pub fn issue_capture(
     session_id: &str,
     expires_at: i64,
 ) -> Result<(String, Claims), TokenError> {
+    let exp = expires_at.min(crate::now() + config.ttl);
+    let claims = claims(
+        config,
+        client_id,
+        tenant_id,
+        CAPTURE_SCOPE.into(),
+        exp,
+        Some(session_id.into()),
+    )?;
+    Ok((sign(ring, &claims)?, claims))
+}
+
+/// The claims of a token issued now.
+fn claims(
+    config: &TokenConfig,
+    client_id: &str,
+    tenant_id: &str,
+    scope: String,
+    exp: i64,
+    sid: Option<String>,
+) -> Result<Claims, TokenError> {
     let now = crate::now();
-    let claims = Claims {
+    Ok(Claims {
         iss: config.issuer.clone(),
         sub: client_id.into(),
         aud: config.audience.clone(),
         tenant: tenant_id.into(),
-        scope: CAPTURE_SCOPE.into(),
+        scope,
         iat: now,
         nbf: now,
-        exp: expires_at.min(now + config.ttl),
+        exp,
         jti: crate::secrets::new_id("").map_err(|_| TokenError::Random)?,
-        sid: Some(session_id.into()),
-    };
-    Ok((sign(ring, &claims)?, claims))
+        sid,
+    })
 }
 
 /// Signs any claims as a compact JWS with the ring's current key (ES256,

@@ -320,11 +320,7 @@ pub async fn upload_frame(
     body: Bytes,
 ) -> Result<axum::Json<FrameResponse>, ApiError> {
     let session = sessions::open_session(&state, &caller, &session_id).await?;
-    let attempt = session
-        .attempt
-        .clone()
-        .filter(|a| a.number == number)
-        .ok_or_else(|| ApiError::new(ErrorCode::AttemptNotActive, "this attempt is not the current one"))?;
+    let attempt = current_attempt(&session, number)?;
     let policy = sessions::policy()?;
     let at_ms = u64::try_from(sessions::now_ms() - attempt.started_at_ms).unwrap_or(0);
     if at_ms > policy.attempt_timeout_ms {
@@ -378,6 +374,15 @@ pub async fn upload_frame(
         next_challenge: challenges.get(walk.met.len()).copied(),
         complete: walk.met.len() == challenges.len() || walk.stopped.is_some(),
     }))
+}
+
+/// The session's attempt in progress, if it is attempt `number`.
+fn current_attempt(session: &facegate_storage::Session, number: u8) -> Result<facegate_storage::Attempt, ApiError> {
+    session
+        .attempt
+        .clone()
+        .filter(|a| a.number == number)
+        .ok_or_else(|| ApiError::new(ErrorCode::AttemptNotActive, "this attempt is not the current one"))
 }
 
 async fn store_frame(
@@ -461,11 +466,7 @@ pub async fn finish(
     Path((session_id, number)): Path<(String, u8)>,
 ) -> Result<axum::Json<FinishResponse>, ApiError> {
     let session = sessions::open_session(&state, &caller, &session_id).await?;
-    let attempt = session
-        .attempt
-        .clone()
-        .filter(|a| a.number == number)
-        .ok_or_else(|| ApiError::new(ErrorCode::AttemptNotActive, "this attempt is not the current one"))?;
+    let attempt = current_attempt(&session, number)?;
     let frames = sessions::observations(&state, &session_id, number).await?;
     let verdict = assess(&sessions::challenges_of(&attempt), &frames, &sessions::policy()?);
     let attempts_left = attempt.max_attempts.saturating_sub(attempt.number);
