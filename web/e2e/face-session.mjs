@@ -10,7 +10,8 @@
 // camera replaces getUserMedia with a canvas stream that turns toward the
 // movement the SDK is asking for (the root's data-challenge), 15° every
 // 250 ms, and holds there. Prints one JSON object: { <name>: { trace, jws,
-// error, screenshots } }.
+// error, metPrompts, screenshots } }; metPrompts are the prompts shown as
+// each movement was met.
 
 import { readFileSync, mkdirSync } from "node:fs";
 import { createServer } from "node:http";
@@ -24,7 +25,7 @@ const PAGE = `<!doctype html><html><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1"><title>SDK test</title></head>
 <body><h1>Customer page</h1><script type="module">
 const p = JSON.parse(decodeURIComponent(location.hash.slice(1)));
-window.__result = { trace: [], done: false };
+window.__result = { trace: [], done: false, metPrompts: [] };
 const { createFacegate } = await import(p.baseURL + "/sdk/facegate.js");
 await window.__fakeCamera.load(p.frames);
 createFacegate({ baseURL: p.baseURL, accessToken: p.sdkToken }).faceSession({
@@ -83,8 +84,12 @@ const FAKE_CAMERA = () => {
   new MutationObserver((records) => {
     for (const r of records) {
       if (r.attributeName === "data-state") window.__onState?.(r.target.dataset.state);
+      // The SDK marks a met movement with data-met and says so in the prompt.
+      if (r.attributeName === "data-met" && r.target.dataset.met !== undefined) {
+        window.__result.metPrompts.push(r.target.querySelector(".fg-prompt")?.textContent);
+      }
     }
-  }).observe(document, { attributes: true, subtree: true, attributeFilter: ["data-state"] });
+  }).observe(document, { attributes: true, subtree: true, attributeFilter: ["data-state", "data-met"] });
 };
 
 const dirs = new Map(spec.scenarios.map((s) => [s.name, s.framesDir]));

@@ -31,6 +31,7 @@ export const DEFAULT_TEXTS = {
   TURN_LEFT: "Turn your head slowly to the left",
   TURN_RIGHT: "Turn your head slowly to the right",
   LOOK_STRAIGHT: "Look straight at the camera",
+  met: "Good, stop there.",
   processing: "Checking…",
   success: "Done. Thank you!",
   retry: "Try again",
@@ -65,6 +66,8 @@ const STYLE = `
 .fg-actions button{flex:1;max-width:200px;padding:12px;border:0;border-radius:10px;font:inherit;cursor:pointer}
 .fg-retry{background:#2563eb;color:#fff}.fg-cancel{background:#334155;color:#fff}
 .fg-root[data-state=done] .fg-prompt{color:#86efac}
+.fg-root[data-met] .fg-oval{stroke:#22c55e;stroke-width:6}
+.fg-root[data-met] .fg-prompt{color:#86efac}
 .fg-root[data-state=retry] .fg-prompt,.fg-root[data-state=error] .fg-prompt{color:#fca5a5}
 `;
 
@@ -108,7 +111,7 @@ class View {
     const mask = svg("mask", { id: maskId, maskUnits: "userSpaceOnUse", x: 0, y: 0, width: 300, height: 400 });
     mask.append(svg("rect", { width: 300, height: 400, fill: "#fff" }), svg("ellipse", { cx: 150, cy: 185, rx: 95, ry: 130, fill: "#000" }));
     guide.append(mask, svg("rect", { width: 300, height: 400, fill: "rgba(0,0,0,.45)", mask: `url(#${maskId})` }),
-      svg("ellipse", { cx: 150, cy: 185, rx: 95, ry: 130, fill: "none", stroke: "#fff", "stroke-width": 3 }));
+      svg("ellipse", { class: "fg-oval", cx: 150, cy: 185, rx: 95, ry: 130, fill: "none", stroke: "#fff", "stroke-width": 3 }));
     stage.append(this.video, guide);
     this.prompt = document.createElement("p");
     this.prompt.className = "fg-prompt";
@@ -143,6 +146,12 @@ class View {
     this.root.dataset.state = name;
     if (text !== undefined) this.prompt.textContent = text;
     this.retryButton.hidden = name !== "retry";
+  }
+
+  /** The movement just made counts: the guide turns green until the next frame answer. */
+  met(on) {
+    if (on) this.root.dataset.met = "";
+    else delete this.root.dataset.met;
   }
 
   challenge(name) {
@@ -240,16 +249,24 @@ class FaceSession {
     return new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", 0.9));
   }
 
-  prompt(next, status) {
-    if (status) {
+  // `justMet`: a movement was met by this frame. Users turn until told to
+  // stop, often to a profile, so the prompt says so at once ("Good, stop
+  // there."), followed by the next movement.
+  prompt(next, status, justMet = false) {
+    const ask = next ? this.texts[next] : this.texts.processing;
+    if (justMet) {
+      this.lastHint = null;
+      this.view.state("capturing", `${this.texts.met} ${ask}`);
+    } else if (status) {
       const hint = this.texts[status];
       if (status !== this.lastHint) this.trace("IN_PROGRESS", "FAILURE", status, hint);
       this.lastHint = status;
       this.view.state("capturing", hint);
     } else {
       this.lastHint = null;
-      this.view.state("capturing", next ? this.texts[next] : this.texts.processing);
+      this.view.state("capturing", ask);
     }
+    this.view.met(justMet);
     this.view.challenge(next);
   }
 
@@ -263,6 +280,7 @@ class FaceSession {
     this.view.steps(plan.challenges.length, 0);
     this.prompt(plan.challenges[0], null);
     const started = performance.now();
+    let met = 0;
     for (let frames = 0; frames < plan.maxFrames && !this.cancelled; frames++) {
       const tick = performance.now();
       if (tick - started > plan.attemptTimeoutMs) break;
@@ -270,11 +288,13 @@ class FaceSession {
       const r = await this.api(`/attempts/${plan.attempt}/frames`, { headers: { "Content-Type": "image/jpeg" }, body: jpeg });
       if (r.notActive) break;
       this.view.steps(plan.challenges.length, r.challengesMet);
-      this.prompt(r.nextChallenge, r.status);
+      this.prompt(r.nextChallenge, r.status, r.challengesMet > met);
+      met = r.challengesMet;
       if (r.complete) break;
       await sleep(Math.max(0, plan.frameIntervalMs - (performance.now() - tick)));
     }
     if (this.cancelled) return null;
+    this.view.met(false);
     this.view.challenge(null);
     this.view.state("processing", this.texts.processing);
     return this.api(`/attempts/${plan.attempt}/finish`);

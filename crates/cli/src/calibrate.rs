@@ -1,155 +1,319 @@
-//! `facegate calibrate`: match-level thresholds from every LFW pair.
+//! `facegate calibrate`: match-level thresholds from measured pairs.
 //!
-//! All 13,233 LFW images are embedded; every cross-identity pair (about 87M)
-//! forms the impostor distribution and every same-identity pair (about 242k)
-//! the genuine one. The table is written into the matching crate's source.
-//!
-//! Label noise: LFW files some people under two names (and has a few exact
-//! duplicate photos across names). Those pairs count as impostors here, which
-//! can only raise the thresholds: the published FMRs are upper bounds. The
-//! command lists the highest impostor pairs so they can be checked by eye.
+//! - With no `--dataset`: the built-in table, the worse of LFW (every pair of
+//!   its 13,233 images) and ID-style studio photos (`--id-style`, the London
+//!   set) at each level, written into the matching crate's source tree.
+//! - `--dataset DIR`: an operator's own people (`DIR/<identity>/<image>`);
+//!   writes a calibration file for `facegate serve --calibration`.
+//! - `--cross-validate K`: the built-in method judged by people: K folds of
+//!   the ID-style identities, each table built without one fold and measured
+//!   on every pair with a person from it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::Args;
-use facegate_eval::lfw::ImageId;
-use facegate_matching::LEVEL_FMR;
-use facegate_matching::calibrate::{ImpostorScores, Table};
-use facegate_vision::{Embedding, EngineOptions, MODEL_VERSION, ModelsDir};
+use facegate_eval::identities::IdentitySet;
+use facegate_eval::pairs::{Item, Keep, Scored, score_all};
+use facegate_matching::calibrate::{
+    ImpostorScores, PopulationScores, TailModel, bootstrap_upper_quantiles, default_table, operator,
+};
+use facegate_matching::calibration::CalibrationFile;
+use facegate_matching::stats::clopper_pearson;
+use facegate_matching::{Calibration, LEVEL_FMR, calibration_for};
+use facegate_vision::{Embedding, MODEL_VERSION, ModelsDir};
 
-use crate::eval::{embed_images, lfw_dir};
+use crate::eval::dataset_dir;
+use crate::progress::bar;
 
 #[derive(Args)]
 pub struct CalibrateArgs {
-    /// The LFW directory [default: $FACEGATE_DATASETS/lfw or ../shared/datasets/lfw].
+    /// An operator's identity-folder set (DIR/<identity>/<image>).
+    #[arg(long)]
+    dataset: Option<PathBuf>,
+    /// A groups CSV (`id,group`) for --dataset, reported per group.
+    #[arg(long)]
+    groups: Option<PathBuf>,
+    /// The calibration's name [default: the dataset folder's name].
+    #[arg(long)]
+    name: Option<String>,
+    /// LFW for the built-in table [default: $FACEGATE_DATASETS/lfw].
     #[arg(long)]
     lfw: Option<PathBuf>,
-    /// The generated table's path.
-    #[arg(long, default_value = "crates/matching/src/calibration/sface_2021dec.rs")]
-    output: PathBuf,
+    /// ID-style photos for the built-in table [default: $FACEGATE_DATASETS/london-dev/images].
+    #[arg(long)]
+    id_style: Option<PathBuf>,
+    /// Judge the built-in method by K folds of the ID-style people instead.
+    #[arg(long)]
+    cross_validate: Option<usize>,
+    /// Where the file goes [default: the built-in table's path, or <name>.calibration.json].
+    #[arg(long)]
+    output: Option<PathBuf>,
     /// Print the table without writing it.
     #[arg(long)]
     dry_run: bool,
+    /// Leave out images that cannot be read or show no face (listed) instead of failing.
+    #[arg(long)]
+    skip_failures: bool,
     #[arg(long, default_value_t = 2)]
     workers: usize,
 }
 
-/// Impostor pairs at or above this similarity are listed as likely label noise.
-const SUSPECT: f32 = 0.8;
+/// The built-in tables' paths in the source tree.
+const BUILTIN_PATH: &str = "crates/matching/calibration/sface-2021dec.json";
+const IN_THE_WILD_PATH: &str = "crates/matching/calibration/sface-2021dec-in-the-wild.json";
+/// Identity-bootstrap draws and the quantile taken over them.
+const RESAMPLES: usize = 1000;
+const UPPER: f64 = 0.95;
+const SEED: u64 = 20261201;
 
-struct Scores {
-    impostors: Vec<f32>,
-    genuine: Vec<f32>,
-    suspects: Vec<(f32, usize, usize)>,
+/// An embedded identity set.
+pub struct Embedded {
+    pub set: IdentitySet,
+    pub faces: Vec<Option<Embedding>>,
+}
+
+impl Embedded {
+    /// Embeds `dir`, labelled by `groups` when given.
+    pub fn load(models: &ModelsDir, dir: &Path, groups: Option<&Path>, workers: usize, skip: bool) -> Result<Self> {
+        let mut set = IdentitySet::open(dir)?;
+        if let Some(csv) = groups {
+            set = set.with_groups(csv)?;
+        }
+        let progress = bar(set.images.len(), "embedding");
+        let (faces, skipped) = set.embed(models, workers, skip, &|| progress.inc(1))?;
+        progress.finish_and_clear();
+        for s in &skipped {
+            eprintln!("left out: {s}");
+        }
+        Ok(Self { set, faces })
+    }
+
+    /// The embedded images as pair-scoring items (item i is image `indices[i]`).
+    pub fn items(&self) -> (Vec<Item<'_>>, Vec<usize>) {
+        let names = self.set.group_names();
+        self.faces
+            .iter()
+            .enumerate()
+            .filter_map(|(i, f)| f.as_ref().map(|e| (i, e)))
+            .map(|(i, embedding)| {
+                let identity = self.set.images[i].identity;
+                let group = names.iter().position(|g| *g == self.set.groups[identity]).unwrap_or(0);
+                let item = Item {
+                    identity: identity as u32,
+                    group: group as u32,
+                    embedding,
+                };
+                (item, i)
+            })
+            .unzip()
+    }
+
+    pub fn population(&self, name: &str, scored: Scored) -> PopulationScores {
+        PopulationScores {
+            name: name.into(),
+            identities: self.set.identities.len() as u64,
+            images: self.faces.iter().flatten().count() as u64,
+            impostors: ImpostorScores::new(scored.impostors),
+            genuine: scored.genuine,
+        }
+    }
 }
 
 pub fn run(models: &ModelsDir, args: &CalibrateArgs) -> Result<()> {
-    let lfw = lfw_dir(args.lfw.as_deref())?;
-    let all = lfw.all_images()?;
-    let (embeddings, failures) = embed_images(models, &lfw, &all, args.workers, EngineOptions::default())?;
-    eprintln!(
-        "{} images, {} without a detected face (left out)",
-        all.len(),
-        failures.len()
+    if let Some(dir) = &args.dataset {
+        return run_operator(models, args, dir);
+    }
+    let lfw = Embedded::load(
+        models,
+        &dataset_dir(args.lfw.as_deref(), "lfw")?.join("images"),
+        None,
+        args.workers,
+        true,
+    )?;
+    let id_dir = match &args.id_style {
+        Some(d) => d.clone(),
+        None => dataset_dir(None, "london-dev")?.join("images"),
+    };
+    let id_style = Embedded::load(models, &id_dir, None, args.workers, args.skip_failures)?;
+    eprintln!("scoring every LFW pair");
+    let (items, _) = lfw.items();
+    let reference = lfw.population("lfw", score_all(&items, Keep::default(), args.workers, &|_, _| true));
+    if let Some(k) = args.cross_validate {
+        return cross_validate(&reference, &id_style, k);
+    }
+    let model = tail_model(&id_style, &|_| true);
+    let command = "facegate calibrate --lfw ../shared/datasets/lfw --id-style ../shared/datasets/london-dev/images";
+    let file = default_table(command, MODEL_VERSION, &reference, &model);
+    write(
+        &file,
+        args.output.as_deref().unwrap_or(Path::new(BUILTIN_PATH)),
+        args.dry_run,
+    )?;
+    // LFW alone (every level is supported by its 87M pairs).
+    let lfw_only = operator(
+        "in-the-wild",
+        command,
+        MODEL_VERSION,
+        &reference,
+        file_thresholds(&file),
     );
-    let (ids, faces): (Vec<&ImageId>, Vec<&Embedding>) = all
-        .iter()
-        .zip(&embeddings)
-        .filter_map(|(id, e)| e.as_ref().map(|e| (id, e)))
-        .unzip();
-    eprintln!("scoring every pair");
-    let scores = score_all_pairs(&ids, &faces, args.workers);
-    let impostors = ImpostorScores::new(scores.impostors);
-    let command = "facegate calibrate --lfw ../shared/datasets/lfw";
-    let table = Table::measure(MODEL_VERSION, command, &impostors, &scores.genuine)
-        .context("too few impostor pairs to observe FMR 1e-6")?;
-    print_table(&table);
-    print_suspects(&ids, scores.suspects);
-    if !args.dry_run {
-        std::fs::write(&args.output, table.to_source("SFACE_2021DEC")).with_context(|| {
-            format!(
-                "writing {} (run from the repository root, or pass --output)",
-                args.output.display()
-            )
-        })?;
-        eprintln!("wrote {}; rebuild to use it", args.output.display());
-    }
-    Ok(())
-}
-
-/// Scores every unordered pair, split by identity, on `workers` threads.
-fn score_all_pairs(ids: &[&ImageId], faces: &[&Embedding], workers: usize) -> Scores {
-    let workers = workers.max(1);
-    let parts: Vec<Scores> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..workers)
-            .map(|w| scope.spawn(move || score_rows(ids, faces, w, workers)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
-            .collect()
+    let wild_path = args.output.as_ref().map_or(PathBuf::from(IN_THE_WILD_PATH), |o| {
+        o.with_extension("in-the-wild.json")
     });
-    let mut total = Scores {
-        impostors: Vec::with_capacity(parts.iter().map(|p| p.impostors.len()).sum()),
-        genuine: Vec::new(),
-        suspects: Vec::new(),
-    };
-    for part in parts {
-        total.impostors.extend(part.impostors);
-        total.genuine.extend(part.genuine);
-        total.suspects.extend(part.suspects);
-    }
-    total
+    write(&lfw_only, &wild_path, args.dry_run)
 }
 
-/// Rows i = first, first + step, … against every j > i.
-fn score_rows(ids: &[&ImageId], faces: &[&Embedding], first: usize, step: usize) -> Scores {
-    let mut out = Scores {
-        impostors: Vec::new(),
-        genuine: Vec::new(),
-        suspects: Vec::new(),
-    };
-    for i in (first..faces.len()).step_by(step) {
-        for j in i + 1..faces.len() {
-            let s = faces[i].cosine(faces[j]);
-            if ids[i].name == ids[j].name {
-                out.genuine.push(s);
-            } else {
-                out.impostors.push(s);
-                if s >= SUSPECT {
-                    out.suspects.push((s, i, j));
-                }
-            }
-        }
+fn file_thresholds(file: &CalibrationFile) -> [f32; 5] {
+    let mut out = [1.0; 5];
+    for (t, l) in out.iter_mut().zip(&file.levels) {
+        *t = l.threshold;
     }
     out
 }
 
-fn print_table(t: &Table) {
-    println!(
-        "model {}: {} impostor pairs, {} genuine pairs",
-        t.model_version, t.impostor_pairs, t.genuine_pairs
-    );
-    println!("| level | FMR | threshold | TMR |\n|---|---|---|---|");
-    for (i, fmr) in LEVEL_FMR.iter().enumerate() {
-        println!(
-            "| {} | {fmr:.0e} | {:.4} | {:.2}% |",
-            i + 1,
-            t.thresholds[i],
-            t.true_match_rates[i] * 100.0
-        );
+/// The ID-style tail model from the identities `train` accepts.
+fn tail_model(id_style: &Embedded, train: &(dyn Fn(u32) -> bool + Sync)) -> TailModel {
+    let (items, _) = id_style.items();
+    let keep = Keep {
+        labelled: true,
+        ..Keep::default()
+    };
+    let scored = score_all(&items, keep, 1, &|a, b| train(a) && train(b));
+    // Renumber the training identities 0..m for the bootstrap's draws.
+    let mut ids: Vec<u32> = scored.labelled.iter().flat_map(|p| [p.1, p.2]).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let rank = |id: u32| ids.binary_search(&id).unwrap_or(0) as u32;
+    let labelled: Vec<(f32, u32, u32)> = scored.labelled.iter().map(|&(s, a, b)| (s, rank(a), rank(b))).collect();
+    let upper_quantiles = bootstrap_upper_quantiles(&labelled, ids.len(), RESAMPLES, UPPER, SEED);
+    let mut population = id_style.population("id-style", scored);
+    population.identities = ids.len() as u64;
+    TailModel {
+        population,
+        upper_quantiles,
     }
 }
 
-fn print_suspects(ids: &[&ImageId], mut suspects: Vec<(f32, usize, usize)>) {
-    suspects.sort_by(|a, b| b.0.total_cmp(&a.0));
-    println!(
-        "{} impostor pairs score ≥ {SUSPECT} (likely label noise); the highest:",
-        suspects.len()
-    );
-    let name = |id: &ImageId| format!("{}_{:04}", id.name, id.index);
-    for (s, i, j) in suspects.iter().take(15) {
-        println!("  {s:.4}  {}  {}", name(ids[*i]), name(ids[*j]));
+fn run_operator(models: &ModelsDir, args: &CalibrateArgs, dir: &Path) -> Result<()> {
+    let data = Embedded::load(models, dir, args.groups.as_deref(), args.workers, args.skip_failures)?;
+    let name = args.name.clone().unwrap_or_else(|| {
+        let base = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if base == "images" {
+            dir.parent()
+                .and_then(|p| p.file_name())
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or(base)
+        } else {
+            base
+        }
+    });
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+        bail!("calibration name {name:?} must be letters, digits, '-', '_' or '.' (pass --name)");
     }
+    let (items, _) = data.items();
+    let population = data.population(&name, score_all(&items, Keep::default(), args.workers, &|_, _| true));
+    if population.impostors.is_empty() {
+        bail!(
+            "{}: no impostor pairs (every identity needs at least one readable face)",
+            dir.display()
+        );
+    }
+    let builtin = calibration_for(MODEL_VERSION).context("no built-in calibration for this model")?;
+    let command = format!("facegate calibrate --dataset {}", dir.display());
+    let file = operator(&name, &command, MODEL_VERSION, &population, builtin.thresholds());
+    let output = args
+        .output
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("{name}.calibration.json")));
+    write(&file, &output, args.dry_run)
+}
+
+/// Checks the file as `serve` would, prints it, and writes it.
+fn write(file: &CalibrationFile, path: &Path, dry_run: bool) -> Result<()> {
+    let text = serde_json::to_string_pretty(file)? + "\n";
+    let checked = Calibration::from_json(&path.display().to_string(), &text, MODEL_VERSION)?;
+    print_levels(file);
+    if dry_run {
+        return Ok(());
+    }
+    std::fs::write(path, &text).with_context(|| format!("writing {}", path.display()))?;
+    eprintln!("wrote {} ({})", path.display(), checked.id());
+    Ok(())
+}
+
+fn print_levels(file: &CalibrationFile) {
+    println!("calibration {} for {}", file.name, file.model_version);
+    println!("| level | FMR | threshold | supported | population | false matches / pairs | FMR 95% CI | TMR |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for l in &file.levels {
+        for e in &l.evidence {
+            let tmr = e.true_matches as f64 / e.genuine_pairs.max(1) as f64;
+            println!(
+                "| {} | {:.0e} | {:.4} | {} | {} | {} / {} | {:.1e} – {:.1e} | {:.2}% |",
+                l.level,
+                l.target_fmr,
+                l.threshold,
+                if l.supported { "yes" } else { "refused" },
+                e.population,
+                e.false_matches,
+                e.impostor_pairs,
+                e.fmr_interval[0],
+                e.fmr_interval[1],
+                tmr * 100.0
+            );
+        }
+        if !l.supported {
+            println!("  level {}: {}", l.level, l.basis);
+        }
+    }
+}
+
+/// Builds the table K times, each without one fold of ID-style people, and
+/// measures it on the pairs that include a person of that fold.
+fn cross_validate(reference: &PopulationScores, id_style: &Embedded, k: usize) -> Result<()> {
+    let people = id_style.set.identities.len();
+    if k < 2 || k > people {
+        bail!("--cross-validate needs 2..={people} folds, got {k}");
+    }
+    let (items, _) = id_style.items();
+    let mut false_matches = [0u64; 5];
+    let (mut impostor_pairs, mut genuine_pairs, mut true_matches) = (0u64, 0u64, [0u64; 5]);
+    for fold in 0..k {
+        // Identities are in name order; every k-th one forms a fold.
+        let held_out = |id: u32| id as usize % k == fold;
+        let model = tail_model(id_style, &|id| !held_out(id));
+        let file = default_table("cross-validation", MODEL_VERSION, reference, &model);
+        let thresholds: Vec<f32> = file.levels.iter().map(|l| l.threshold).collect();
+        let test = score_all(&items, Keep::default(), 1, &|a, b| held_out(a) || held_out(b));
+        impostor_pairs += test.impostors.len() as u64;
+        genuine_pairs += test.genuine.len() as u64;
+        for (i, t) in thresholds.iter().enumerate() {
+            false_matches[i] += test.impostors.iter().filter(|&&s| s >= *t).count() as u64;
+            true_matches[i] += test.genuine.iter().filter(|&&s| s >= *t).count() as u64;
+        }
+        let shown: Vec<String> = thresholds.iter().map(|t| format!("{t:.4}")).collect();
+        println!("fold {fold}: thresholds {}", shown.join(" "));
+    }
+    println!(
+        "{k}-fold by identity over {people} ID-style people: {impostor_pairs} held-out impostor pairs, {genuine_pairs} genuine"
+    );
+    println!(
+        "| level | promised FMR | false matches | measured FMR | 95% CI | × promise | TMR |\n|---|---|---|---|---|---|---|"
+    );
+    for (i, fmr) in LEVEL_FMR.iter().enumerate() {
+        let measured = false_matches[i] as f64 / impostor_pairs.max(1) as f64;
+        let [lo, hi] = clopper_pearson(false_matches[i], impostor_pairs);
+        println!(
+            "| {} | {fmr:.0e} | {} | {measured:.2e} | {lo:.1e} – {hi:.1e} | {:.2} | {:.2}% |",
+            i + 1,
+            false_matches[i],
+            measured / fmr,
+            true_matches[i] as f64 / genuine_pairs.max(1) as f64 * 100.0
+        );
+    }
+    Ok(())
 }

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
@@ -10,7 +11,7 @@ use facegate_eval::datasets::datasets_dir;
 use facegate_eval::lfw::{ImageId, Lfw, Pair};
 use facegate_eval::protocol::{FoldReport, Scored, held_out, k_fold, tmr_at_fmr};
 use facegate_eval::roc::{roc_points, write_png};
-use facegate_matching::{LEVEL_FMR, calibration_for};
+use facegate_matching::{Calibration, LEVEL_FMR, calibration_for, resolve};
 use facegate_vision::{Embedding, EngineOptions, MODEL_VERSION, ModelsDir};
 use serde::Serialize;
 
@@ -24,6 +25,8 @@ pub enum EvalCommand {
     Openset(OpensetArgs),
     /// Liveness: BPCER on genuine head turns, APCER on print attacks.
     Liveness(crate::liveness_eval::LivenessArgs),
+    /// Any identity-folder set: TMR and FMR per level and per group, DET curve, worst pairs.
+    Dataset(crate::dataset_eval::DatasetArgs),
 }
 
 #[derive(Args)]
@@ -37,6 +40,9 @@ pub struct OpensetArgs {
     /// FPIR target that sets the threshold.
     #[arg(long, default_value_t = 0.01)]
     fpir: f64,
+    /// A calibration file or `builtin:NAME` [default: builtin:default].
+    #[arg(long)]
+    calibration: Option<PathBuf>,
     /// Where `lfw-openset.json` goes.
     #[arg(long, default_value = "reports")]
     out: PathBuf,
@@ -90,15 +96,27 @@ struct LfwReport {
     tmr_at_levels: Vec<TmrAt>,
 }
 
+/// A dataset's directory from its flag, or `name` under the datasets location.
+pub fn dataset_dir(flag: Option<&Path>, name: &str) -> Result<PathBuf> {
+    match flag {
+        Some(d) => Ok(d.to_path_buf()),
+        None => datasets_dir()
+            .map(|d| d.join(name))
+            .with_context(|| format!("{name} not found: pass its flag or set FACEGATE_DATASETS")),
+    }
+}
+
 /// The LFW directory from the flag or the datasets location.
 pub fn lfw_dir(flag: Option<&Path>) -> Result<Lfw> {
-    let dir = match flag {
-        Some(d) => d.to_path_buf(),
-        None => datasets_dir()
-            .map(|d| d.join("lfw"))
-            .context("LFW not found: pass --lfw or set FACEGATE_DATASETS")?,
-    };
-    Ok(Lfw::new(dir))
+    Ok(Lfw::new(dataset_dir(flag, "lfw")?))
+}
+
+/// The calibration file given, or the built-in one.
+pub fn calibration(file: Option<&Path>) -> Result<Arc<Calibration>> {
+    match file {
+        Some(spec) => Ok(resolve(spec, MODEL_VERSION)?),
+        None => calibration_for(MODEL_VERSION).context("no calibration for this model"),
+    }
 }
 
 /// Embeds each distinct image once; `None` where no face was found.
@@ -145,6 +163,7 @@ pub fn run(models: &ModelsDir, cmd: EvalCommand) -> Result<()> {
         EvalCommand::Lfw(args) => verification(models, args),
         EvalCommand::Openset(args) => openset(models, args),
         EvalCommand::Liveness(args) => crate::liveness_eval::run(models, args),
+        EvalCommand::Dataset(args) => crate::dataset_eval::run(models, args),
     }
 }
 
@@ -156,8 +175,9 @@ fn openset(models: &ModelsDir, args: OpensetArgs) -> Result<()> {
         .iter()
         .map(|e| e.as_ref().map(|e| e.as_slice().to_vec()))
         .collect();
-    let cal = calibration_for(MODEL_VERSION).context("no calibration for this model")?;
-    let report = facegate_eval::openset::run(&ids, &vectors, cal, args.fpir, args.held_out);
+    let cal = calibration(args.calibration.as_deref())?;
+    eprintln!("calibration {}", cal.id());
+    let report = facegate_eval::openset::run(&ids, &vectors, &cal, args.fpir, args.held_out);
     std::fs::create_dir_all(&args.out)?;
     let path = args.out.join("lfw-openset.json");
     std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
@@ -245,7 +265,7 @@ fn verification(models: &ModelsDir, args: LfwArgs) -> Result<()> {
             })
             .into(),
         tmr_at_levels: cal
-            .thresholds
+            .thresholds()
             .iter()
             .zip(LEVEL_FMR)
             .map(|(&threshold, fmr)| TmrAt {

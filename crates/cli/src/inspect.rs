@@ -64,7 +64,7 @@ struct Comparison {
     target: Side,
 }
 
-fn calibration() -> Result<&'static Calibration> {
+fn calibration() -> Result<std::sync::Arc<Calibration>> {
     calibration_for(MODEL_VERSION).with_context(|| format!("no calibration for {MODEL_VERSION}"))
 }
 

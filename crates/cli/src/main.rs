@@ -4,6 +4,7 @@
 mod admin;
 mod bench;
 mod calibrate;
+mod dataset_eval;
 mod eval;
 mod inspect;
 mod liveness_eval;
@@ -50,7 +51,7 @@ enum Command {
     /// Measure accuracy on a dataset.
     #[command(subcommand)]
     Eval(eval::EvalCommand),
-    /// Measure match-level thresholds on every LFW pair and write the table.
+    /// Measure match-level thresholds: the built-in table, or a file from your own people (--dataset).
     Calibrate(calibrate::CalibrateArgs),
     /// Re-embed every gallery face that has its image onto a model version.
     Reindex {

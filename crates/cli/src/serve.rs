@@ -31,6 +31,9 @@ pub struct ServeArgs {
     /// Serve the operator demo page at /demo (off by default).
     #[arg(long, env = "FACEGATE_DEMO")]
     demo: bool,
+    /// A calibration file from `facegate calibrate --dataset` [default: the built-in table].
+    #[arg(long, env = "FACEGATE_CALIBRATION")]
+    calibration: Option<PathBuf>,
 }
 
 pub fn run(args: ServeArgs, data_dir: Option<PathBuf>, models_dir: Option<PathBuf>) -> Result<()> {
@@ -43,6 +46,7 @@ pub fn run(args: ServeArgs, data_dir: Option<PathBuf>, models_dir: Option<PathBu
         queue_capacity: args.queue_capacity,
         session_ttl: args.session_ttl,
         demo: args.demo.then_some(true),
+        calibration: args.calibration,
         ..PartialConfig::default()
     };
     let file = args

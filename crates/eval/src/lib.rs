@@ -6,9 +6,11 @@
 //!
 //! - [`datasets`]: where the research datasets are (never inside the repo);
 //! - [`lfw`]: LFW's image layout and pair lists;
+//! - [`identities`]: identity-folder datasets (`DIR/<identity>/<image>`) and groups;
 //! - [`headpose`]: the Pointing'04 head-pose file names;
 //! - [`liveness`]: capture sequences (genuine turns, print attacks) and BPCER/APCER;
 //! - [`batch`]: embedding many images on several worker threads;
+//! - [`pairs`]: every pair of an embedded set, genuine, impostor and per group;
 //! - [`protocol`]: the 10-fold accuracy protocol and TMR at fixed FMR;
 //! - [`openset`]: open-set 1:N identification (TPIR and FPIR);
 //! - [`roc`]: the ROC curve as a PNG.
@@ -16,9 +18,11 @@
 pub mod batch;
 pub mod datasets;
 pub mod headpose;
+pub mod identities;
 pub mod lfw;
 pub mod liveness;
 pub mod openset;
+pub mod pairs;
 pub mod protocol;
 pub mod roc;
 
@@ -36,6 +40,8 @@ pub enum EvalError {
         line: usize,
         message: String,
     },
+    #[error("{path}: {message}")]
+    Invalid { path: std::path::PathBuf, message: String },
     #[error("plotting: {0}")]
     Plot(String),
     #[error(transparent)]

@@ -167,7 +167,7 @@ mod tests {
         let report = run(
             &ids,
             &embeddings,
-            &facegate_matching::calibration::SFACE_2021DEC,
+            &facegate_matching::calibration_for("sface-2021dec").expect("built in"),
             0.01,
             1,
         );

@@ -77,6 +77,78 @@ pub fn write_png(path: &Path, title: &str, curves: &[(&str, Vec<(f64, f64)>)]) -
 
 /// plotters draws text only with a registered font; DejaVu ships in a crate,
 /// so the PNG needs no system fonts.
+/// DET points (FMR, FNMR) at 20 rates per decade, from impostor scores
+/// sorted highest first. A FNMR of zero is drawn at half of one genuine pair,
+/// since a log axis has no zero.
+pub fn det_points(impostors_desc: &[f32], genuine: &[f32]) -> Vec<(f64, f64)> {
+    let n = impostors_desc.len();
+    let g = genuine.len().max(1) as f64;
+    let mut points = Vec::new();
+    let mut k = 0f64;
+    while k < (n as f64).log10() * 20.0 {
+        let rank = (10f64.powf(k / 20.0) as usize).min(n) - 1;
+        let t = impostors_desc[rank];
+        let misses = genuine.iter().filter(|&&s| s < t).count() as f64;
+        points.push(((rank + 1) as f64 / n as f64, (misses / g).max(0.5 / g)));
+        k += 1.0;
+    }
+    points
+}
+
+/// Writes a DET curve (FNMR against FMR, both on log axes) with a marker at
+/// each level's threshold.
+pub fn write_det_png(
+    path: &Path,
+    title: &str,
+    points: &[(f64, f64)],
+    levels: &[(String, f64, f64)],
+) -> Result<(), EvalError> {
+    register_dejavu();
+    let plot = |e: &dyn std::fmt::Display| EvalError::Plot(e.to_string());
+    let root = BitMapBackend::new(path, (900, 640)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| plot(&e))?;
+    let min_fmr = points
+        .iter()
+        .map(|p| p.0)
+        .chain(levels.iter().map(|l| l.1))
+        .filter(|f| *f > 0.0)
+        .fold(1.0, f64::min);
+    let min_fnmr = points
+        .iter()
+        .map(|p| p.1)
+        .chain(levels.iter().map(|l| l.2))
+        .filter(|f| *f > 0.0)
+        .fold(1.0, f64::min);
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 22))
+        .margin(16)
+        .x_label_area_size(48)
+        .y_label_area_size(64)
+        .build_cartesian_2d((min_fmr * 0.5..1.0).log_scale(), (min_fnmr * 0.5..1.0).log_scale())
+        .map_err(|e| plot(&e))?;
+    chart
+        .configure_mesh()
+        .x_desc("false match rate")
+        .y_desc("false non-match rate")
+        .x_label_formatter(&|v| format!("{v:.0e}"))
+        .y_label_formatter(&|v| format!("{v:.0e}"))
+        .draw()
+        .map_err(|e| plot(&e))?;
+    chart
+        .draw_series(LineSeries::new(points.iter().copied(), BLUE.stroke_width(2)))
+        .map_err(|e| plot(&e))?;
+    for (name, fmr, fnmr) in levels {
+        let at = (fmr.max(min_fmr * 0.5), fnmr.max(min_fnmr * 0.5));
+        chart
+            .draw_series([Circle::new(at, 5, RED.filled())])
+            .map_err(|e| plot(&e))?;
+        chart
+            .draw_series([Text::new(name.clone(), at, ("sans-serif", 16))])
+            .map_err(|e| plot(&e))?;
+    }
+    root.present().map_err(|e| plot(&e))
+}
+
 fn register_dejavu() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {

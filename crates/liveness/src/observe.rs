@@ -29,7 +29,8 @@ pub struct Observation {
     pub at_ms: u64,
     pub width: u32,
     pub height: u32,
-    /// Faces above the detection threshold.
+    /// Faces above the detection threshold and at least half the subject's
+    /// height (another person in front of the camera).
     pub faces_found: usize,
     /// The subject (most prominent face), when there is one.
     pub face: Option<FrameFace>,
@@ -74,7 +75,9 @@ pub fn observe(engine: &mut FaceEngine, image: &RgbImage, at_ms: u64) -> Result<
         Err(e) => return Err(e),
     };
     let (d, q) = (analysis.face.detection, analysis.face.quality);
-    observation.faces_found = analysis.faces_found;
+    // A small face far behind the user (a poster, a photo on the wall) is
+    // not a second person in front of the camera.
+    observation.faces_found = analysis.comparable_faces;
     observation.face = Some(FrameFace {
         bbox: [d.bbox.x, d.bbox.y, d.bbox.width, d.bbox.height],
         landmarks: d.landmarks.map(|p| [p.x, p.y]),

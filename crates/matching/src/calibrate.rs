@@ -1,13 +1,26 @@
-//! Building a calibration table from measured scores.
+//! Building calibration files from measured scores.
 //!
-//! The threshold at false-match rate f over n impostor pairs is the (k+1)-th
-//! highest impostor score, k = floor(f·n): exactly k impostors score above it.
+//! Two builders, one rule for what a threshold promises:
+//!
+//! - [`operator`]: one population, the operator's own people. A level's
+//!   threshold is the lowest at which the Clopper–Pearson 95% upper bound of
+//!   the measured FMR is at most the level's rate. A level the data cannot
+//!   show (fewer pairs than [`pairs_needed`]) is refused: it keeps the
+//!   built-in threshold and says how many pairs were missing.
+//! - [`default_table`]: the built-in table, the worse of two populations at
+//!   every level. LFW (87M impostor pairs, in the wild) is measured the same
+//!   way as an operator's data. ID-style studio photos (uniform camera, light
+//!   and background: different people look more alike) are too few to
+//!   measure rare rates, and their impostor pairs come in clusters (the four
+//!   photo pairs of two look-alike people), so they get a tail model:
+//!   an identity bootstrap's 95% upper quantile where the data reaches, and
+//!   below its rarest rate LFW's measured tail shape, shifted to start there.
 
-use std::fmt::Write;
-
-use crate::calibration::{LEVEL_FMR, MAX_LEVEL};
+use crate::calibration::{CalibrationFile, Evidence, FORMAT, LEVEL_FMR, Level, Population};
+use crate::stats::{clopper_pearson, pairs_needed};
 
 /// Impostor scores sorted from highest to lowest.
+#[derive(Debug, Clone)]
 pub struct ImpostorScores(Vec<f32>);
 
 impl ImpostorScores {
@@ -29,32 +42,60 @@ impl ImpostorScores {
         &self.0[..n.min(self.0.len())]
     }
 
-    /// The (k+1)-th highest score, k = floor(fmr · n).
+    /// How many scores are at or above `threshold`.
+    pub fn count_at_or_above(&self, threshold: f32) -> u64 {
+        self.0.partition_point(|&s| s >= threshold) as u64
+    }
+
+    /// The (k+1)-th highest score, k = floor(fmr · n): the empirical quantile.
     pub fn threshold_at(&self, fmr: f64) -> Option<f32> {
         let k = (fmr * self.0.len() as f64).floor() as usize;
         self.0.get(k).copied()
     }
 
-    /// The measured FMR curve: points at `per_decade` steps per decade from
-    /// FMR 0.5 down to the rarest observable, then the highest score seen.
+    /// The lowest threshold whose Clopper–Pearson 95% upper FMR bound is at
+    /// most `fmr`, or `None` when even zero false matches cannot show it.
+    pub fn conservative_threshold(&self, fmr: f64) -> Option<f32> {
+        let n = self.0.len() as u64;
+        if clopper_pearson(0, n)[1] > fmr {
+            return None;
+        }
+        // The bound rises with k: find the largest k that still passes.
+        // CP's upper bound exceeds k/n, so k stays below fmr·n.
+        let (mut lo, mut hi) = (0u64, ((fmr * n as f64).ceil() as u64).min(n));
+        while lo < hi {
+            let mid = (lo + hi).div_ceil(2);
+            if clopper_pearson(mid, n)[1] <= fmr {
+                lo = mid;
+            } else {
+                hi = mid - 1;
+            }
+        }
+        // Just above the (k+1)-th highest score: at most k pairs reach it.
+        let k = lo as usize;
+        Some(self.0.get(k).map_or(-1.0, |s| s.next_up()))
+    }
+
+    /// The empirical FMR curve: points at `per_decade` steps per decade from
+    /// 0.5 down to the rarest observable rate, then the highest score seen.
     pub fn fmr_curve(&self, per_decade: u32) -> Vec<(f32, f64)> {
         let n = self.0.len() as f64;
-        let mut points = Vec::new();
-        let mut exponent = -0.3f64;
-        let floor = -(n.log10());
-        while exponent > floor {
-            let fmr = 10f64.powf(exponent);
-            if let Some(t) = self.threshold_at(fmr) {
-                points.push((t, fmr));
-            }
-            exponent -= 1.0 / f64::from(per_decade);
-        }
+        let mut points: Vec<(f32, f64)> = rates(per_decade, 1.0 / n)
+            .filter_map(|f| self.threshold_at(f).map(|t| (t, f)))
+            .collect();
         if let Some(&max) = self.0.first() {
             points.push((max, 1.0 / n));
         }
         points.dedup_by(|b, a| b.0 <= a.0);
         points
     }
+}
+
+/// Rates from 0.5 down to `floor` at `per_decade` log steps.
+fn rates(per_decade: u32, floor: f64) -> impl Iterator<Item = f64> {
+    (0..)
+        .map(move |k| 10f64.powf(-0.3 - f64::from(k) / f64::from(per_decade)))
+        .take_while(move |f| *f > floor)
 }
 
 /// Share of genuine scores at or above `threshold`.
@@ -65,93 +106,311 @@ pub fn true_match_rate(genuine: &[f32], threshold: f32) -> f64 {
     genuine.iter().filter(|&&s| s >= threshold).count() as f64 / genuine.len() as f64
 }
 
-/// A measured table, ready to be written as Rust source.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Table {
-    pub model_version: String,
-    pub command: String,
-    pub impostor_pairs: u64,
-    pub genuine_pairs: u64,
-    pub thresholds: [f32; MAX_LEVEL as usize],
-    pub true_match_rates: [f64; MAX_LEVEL as usize],
-    pub fmr_curve: Vec<(f32, f64)>,
+/// One population's scores.
+#[derive(Debug, Clone)]
+pub struct PopulationScores {
+    pub name: String,
+    pub identities: u64,
+    pub images: u64,
+    pub impostors: ImpostorScores,
+    pub genuine: Vec<f32>,
 }
 
-impl Table {
-    /// Measures thresholds, TMRs and the curve. Needs enough impostors to
-    /// observe the smallest level rate.
-    pub fn measure(model_version: &str, command: &str, impostors: &ImpostorScores, genuine: &[f32]) -> Option<Table> {
-        // A rate below 1/n cannot be observed on n pairs.
-        if (impostors.len() as f64) * LEVEL_FMR[LEVEL_FMR.len() - 1] < 1.0 {
-            return None;
+impl PopulationScores {
+    fn summary(&self) -> Population {
+        Population {
+            name: self.name.clone(),
+            identities: self.identities,
+            images: self.images,
+            impostor_pairs: self.impostors.len() as u64,
+            genuine_pairs: self.genuine.len() as u64,
         }
-        let mut thresholds = [0f32; MAX_LEVEL as usize];
-        for (t, fmr) in thresholds.iter_mut().zip(LEVEL_FMR) {
-            *t = impostors.threshold_at(fmr)?;
-        }
-        Some(Table {
-            model_version: model_version.into(),
-            command: command.into(),
-            impostor_pairs: impostors.len() as u64,
-            genuine_pairs: genuine.len() as u64,
-            thresholds,
-            true_match_rates: thresholds.map(|t| true_match_rate(genuine, t)),
-            fmr_curve: impostors.fmr_curve(10),
-        })
     }
 
-    /// The Rust source of `calibration/<version>.rs`.
-    pub fn to_source(&self, const_name: &str) -> String {
-        let mut s = String::new();
-        let _ = writeln!(s, "//! Generated by `{}`. Do not edit by hand.", self.command);
-        let _ = writeln!(s, "//!\n//! | level | FMR | threshold | TMR |\n//! |---|---|---|---|");
-        for (i, fmr) in LEVEL_FMR.iter().enumerate() {
-            let _ = writeln!(
-                s,
-                "//! | {} | {fmr:e} | {:.4} | {:.2}% |",
-                i + 1,
-                self.thresholds[i],
-                self.true_match_rates[i] * 100.0
-            );
+    /// What this population's pairs say about `threshold` at rate `fmr`.
+    pub fn evidence(&self, threshold: f32, fmr: f64) -> Evidence {
+        let n = self.impostors.len() as u64;
+        let k = self.impostors.count_at_or_above(threshold);
+        let g = self.genuine.len() as u64;
+        let m = self.genuine.iter().filter(|&&s| s >= threshold).count() as u64;
+        Evidence {
+            population: self.name.clone(),
+            impostor_pairs: n,
+            false_matches: k,
+            fmr_interval: clopper_pearson(k, n),
+            genuine_pairs: g,
+            true_matches: m,
+            tmr_interval: clopper_pearson(m, g),
+            needed_impostor_pairs: pairs_needed(fmr),
         }
-        let _ = writeln!(s, "\nuse super::Calibration;\n");
-        let _ = writeln!(s, "pub const {const_name}: Calibration = Calibration {{");
-        let _ = writeln!(s, "    model_version: {:?},", self.model_version);
-        let _ = writeln!(s, "    command: {:?},", self.command);
-        let _ = writeln!(s, "    impostor_pairs: {},", self.impostor_pairs);
-        let _ = writeln!(s, "    genuine_pairs: {},", self.genuine_pairs);
-        let _ = writeln!(s, "    thresholds: {:?},", self.thresholds);
-        let _ = writeln!(s, "    true_match_rates: {:?},", self.true_match_rates);
-        let _ = writeln!(s, "    fmr_curve: &[");
-        for (t, f) in &self.fmr_curve {
-            let _ = writeln!(s, "        ({t:?}, {f:e}),");
-        }
-        let _ = writeln!(s, "    ],\n}};");
-        s
     }
+}
+
+/// An operator's calibration: Clopper–Pearson thresholds where the data
+/// supports them, the fallback's thresholds (kept increasing) where not.
+pub fn operator(
+    name: &str,
+    command: &str,
+    model_version: &str,
+    data: &PopulationScores,
+    fallback: [f32; 5],
+) -> CalibrationFile {
+    let n = data.impostors.len() as u64;
+    let mut levels: Vec<Level> = Vec::new();
+    for (i, &fmr) in LEVEL_FMR.iter().enumerate() {
+        let previous = levels.last().map(|l: &Level| l.threshold);
+        let (threshold, supported, basis) = match data.impostors.conservative_threshold(fmr) {
+            Some(t) => (
+                t,
+                true,
+                format!("Clopper–Pearson 95% upper bound ≤ {fmr:e} on {n} impostor pairs"),
+            ),
+            None => (
+                fallback[i],
+                false,
+                format!(
+                    "refused: needs {} impostor pairs, the data has {n}; the built-in threshold is used",
+                    pairs_needed(fmr)
+                ),
+            ),
+        };
+        let threshold = previous.map_or(threshold, |p| threshold.max(p.next_up()));
+        levels.push(level(
+            i,
+            threshold,
+            supported,
+            basis,
+            vec![data.evidence(threshold, fmr)],
+        ));
+    }
+    CalibrationFile {
+        format: FORMAT.into(),
+        name: name.into(),
+        model_version: model_version.into(),
+        command: command.into(),
+        fmr_floor: 1.0 / n.max(1) as f64,
+        levels,
+        fmr_curve: data.impostors.fmr_curve(10),
+        populations: vec![data.summary()],
+    }
+}
+
+fn level(i: usize, threshold: f32, supported: bool, basis: String, evidence: Vec<Evidence>) -> Level {
+    Level {
+        level: i as u8 + 1,
+        target_fmr: LEVEL_FMR[i],
+        threshold,
+        supported,
+        basis,
+        evidence,
+    }
+}
+
+/// An ID-style population's modelled impostor quantiles: (rate, score) with
+/// the rate descending, from [`bootstrap_upper_quantiles`].
+#[derive(Debug, Clone)]
+pub struct TailModel {
+    pub population: PopulationScores,
+    pub upper_quantiles: Vec<(f64, f32)>,
+}
+
+impl TailModel {
+    /// The modelled score at rate `fmr`: the bootstrap's upper quantile where
+    /// the data reaches, else the reference's tail shifted to start at the
+    /// rarest modelled point.
+    pub fn quantile(&self, fmr: f64, reference: &ImpostorScores) -> f32 {
+        let Some(&(rarest, at_rarest)) = self.upper_quantiles.last() else {
+            return 1.0;
+        };
+        if fmr < rarest {
+            let shift = at_rarest - reference.threshold_at(rarest).unwrap_or(at_rarest);
+            return (reference.threshold_at(fmr).unwrap_or(1.0) + shift).min(1.0);
+        }
+        self.upper_quantiles
+            .iter()
+            .find(|(f, _)| *f <= fmr)
+            .map_or(at_rarest, |&(_, s)| s)
+    }
+}
+
+/// Weighted impostor quantiles under an identity bootstrap: `resamples`
+/// draws of the identities with replacement, each pair weighted by how
+/// often both of its people were drawn; returns the `upper` quantile (for
+/// example 0.95) over the draws at each rate from 0.5 down to 1/pairs.
+/// Resampling people, not pairs, keeps the clusters that look-alikes form.
+pub fn bootstrap_upper_quantiles(
+    pairs: &[(f32, u32, u32)],
+    identities: usize,
+    resamples: usize,
+    upper: f64,
+    seed: u64,
+) -> Vec<(f64, f32)> {
+    let mut sorted = pairs.to_vec();
+    sorted.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
+    let grid: Vec<f64> = rates(10, 1.0 / sorted.len().max(1) as f64).collect();
+    let mut draws: Vec<Vec<f32>> = vec![Vec::with_capacity(resamples); grid.len()];
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut weight = vec![0f64; identities];
+    for _ in 0..resamples {
+        weight.iter_mut().for_each(|w| *w = 0.0);
+        for _ in 0..identities {
+            weight[rng.usize(..identities)] += 1.0;
+        }
+        let pair_weight = |&(_, a, b): &(f32, u32, u32)| weight[a as usize] * weight[b as usize];
+        let total: f64 = sorted.iter().map(pair_weight).sum();
+        for (g, &fmr) in grid.iter().enumerate() {
+            let mut cumulative = 0.0;
+            let score = sorted
+                .iter()
+                .find(|p| {
+                    cumulative += pair_weight(p);
+                    cumulative > fmr * total
+                })
+                .map_or(-1.0, |p| p.0);
+            draws[g].push(score);
+        }
+    }
+    grid.into_iter()
+        .zip(draws)
+        .map(|(fmr, mut scores)| {
+            scores.sort_unstable_by(f32::total_cmp);
+            let i = ((scores.len() as f64 * upper).ceil() as usize).clamp(1, scores.len().max(1)) - 1;
+            (fmr, scores.get(i).copied().unwrap_or(1.0))
+        })
+        .collect()
+}
+
+/// The built-in table: at every level the stricter of the reference
+/// population's Clopper–Pearson threshold and the ID-style tail model's.
+pub fn default_table(
+    command: &str,
+    model_version: &str,
+    reference: &PopulationScores,
+    id_style: &TailModel,
+) -> CalibrationFile {
+    let lfw = &reference.impostors;
+    let mut levels: Vec<Level> = Vec::new();
+    for (i, &fmr) in LEVEL_FMR.iter().enumerate() {
+        let measured = lfw.conservative_threshold(fmr).unwrap_or(1.0);
+        let modelled = id_style.quantile(fmr, lfw);
+        let previous = levels.last().map_or(-1.0, |l: &Level| l.threshold.next_up());
+        let threshold = measured.max(modelled).max(previous);
+        let basis = format!(
+            "the stricter of {} (Clopper–Pearson 95% upper bound ≤ {fmr:e}: {measured:.4}) and {} (identity-bootstrap tail model: {modelled:.4})",
+            reference.name, id_style.population.name
+        );
+        let evidence = vec![
+            reference.evidence(threshold, fmr),
+            id_style.population.evidence(threshold, fmr),
+        ];
+        levels.push(level(i, threshold, true, basis, evidence));
+    }
+    let floor = 1.0 / lfw.len().max(1) as f64;
+    CalibrationFile {
+        format: FORMAT.into(),
+        name: "default".into(),
+        model_version: model_version.into(),
+        command: command.into(),
+        fmr_floor: floor,
+        levels,
+        fmr_curve: worse_curve(lfw, id_style, floor),
+        populations: vec![reference.summary(), id_style.population.summary()],
+    }
+}
+
+/// The curve of the worse population: at each rate the higher of the two
+/// quantiles, kept monotone.
+fn worse_curve(lfw: &ImpostorScores, id_style: &TailModel, floor: f64) -> Vec<(f32, f64)> {
+    let mut points: Vec<(f32, f64)> = Vec::new();
+    for fmr in rates(10, floor) {
+        let s = lfw.threshold_at(fmr).unwrap_or(1.0).max(id_style.quantile(fmr, lfw));
+        let s = points.last().map_or(s, |p| s.max(p.0));
+        points.push((s, fmr));
+    }
+    points.dedup_by(|b, a| b.0 <= a.0);
+    points
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn threshold_is_the_k_plus_first_highest() {
-        let scores = ImpostorScores::new((0..1000).map(|i| i as f32 / 1000.0).collect());
-        // k = floor(0.01 * 1000) = 10: the 11th highest is 0.989.
-        assert_eq!(scores.threshold_at(0.01), Some(0.989));
-        assert_eq!(scores.threshold_at(0.0), Some(0.999));
-        assert_eq!(scores.threshold_at(1.0), None);
+    fn population(name: &str, impostors: Vec<f32>) -> PopulationScores {
+        PopulationScores {
+            name: name.into(),
+            identities: 10,
+            images: 20,
+            impostors: ImpostorScores::new(impostors),
+            genuine: vec![0.5, 0.9, 0.95],
+        }
     }
 
     #[test]
-    fn table_needs_enough_impostors() {
-        let few = ImpostorScores::new(vec![0.1; 1000]);
-        assert!(Table::measure("m", "c", &few, &[0.9]).is_none());
-        let many = ImpostorScores::new((0..2_000_000).map(|i| i as f32 / 2e6).collect());
-        let table = Table::measure("m", "c", &many, &[0.5, 0.995, 1.0]).expect("enough");
-        assert!(table.thresholds.windows(2).all(|w| w[0] < w[1]));
-        assert_eq!(table.true_match_rates[0], 2.0 / 3.0);
-        assert!(table.to_source("M").contains("pub const M: Calibration"));
+    fn empirical_threshold_is_the_k_plus_first_highest() {
+        let scores = ImpostorScores::new((0..1000).map(|i| i as f32 / 1000.0).collect());
+        assert_eq!(scores.threshold_at(0.01), Some(0.989));
+        assert_eq!(scores.threshold_at(1.0), None);
+        assert_eq!(scores.count_at_or_above(0.989), 11);
+    }
+
+    #[test]
+    fn conservative_thresholds_bound_the_rate_with_confidence() {
+        let scores = ImpostorScores::new((0..100_000).map(|i| i as f32 / 100_000.0).collect());
+        let t = scores.conservative_threshold(1e-3).expect("supported");
+        let k = scores.count_at_or_above(t);
+        assert!(clopper_pearson(k, 100_000)[1] <= 1e-3 && clopper_pearson(k + 1, 100_000)[1] > 1e-3);
+        assert!(
+            t > scores.threshold_at(1e-3).expect("empirical"),
+            "stricter than the point estimate"
+        );
+        assert_eq!(scores.conservative_threshold(1e-5), None, "100k pairs cannot show 1e-5");
+    }
+
+    #[test]
+    fn operator_tables_refuse_what_the_data_cannot_show() {
+        let data = population("ops", (0..5_000).map(|i| i as f32 / 10_000.0).collect());
+        let file = operator("ops", "c", "m", &data, [0.3, 0.4, 0.5, 0.6, 0.7]);
+        let supported: Vec<bool> = file.levels.iter().map(|l| l.supported).collect();
+        assert_eq!(supported, [true, true, false, false, false]);
+        assert!(file.levels[2].basis.contains("needs 36"), "{}", file.levels[2].basis);
+        assert!(file.levels.windows(2).all(|w| w[0].threshold < w[1].threshold));
+        assert_eq!(file.fmr_floor, 1.0 / 5_000.0);
+        let c = crate::Calibration::from_json("x", &serde_json::to_string(&file).expect("json"), "m");
+        assert!(c.is_ok(), "{c:?}");
+    }
+
+    #[test]
+    fn bootstrap_keeps_look_alike_clusters_and_the_default_takes_the_worse() {
+        // 40 people; people 0 and 1 look alike (four pairs at 0.6).
+        let mut pairs = Vec::new();
+        for a in 0..40u32 {
+            for b in a + 1..40 {
+                let s = if (a, b) == (0, 1) {
+                    0.6
+                } else {
+                    0.1 + 0.2 * ((a * 7 + b * 13) % 17) as f32 / 17.0
+                };
+                pairs.extend([(s, a, b); 4]);
+            }
+        }
+        let upper = bootstrap_upper_quantiles(&pairs, 40, 200, 0.95, 7);
+        let rarest = upper.last().expect("points");
+        assert!(rarest.1 >= 0.6, "the cluster sets the rare quantiles: {rarest:?}");
+        let id = TailModel {
+            population: population("id", pairs.iter().map(|p| p.0).collect()),
+            upper_quantiles: upper,
+        };
+        let lfw = population("lfw", (0..3_000_000).map(|i| (i as f32 / 3e6).powi(3)).collect());
+        let file = default_table("c", "m", &lfw, &id);
+        let c = crate::Calibration::from_json("x", &serde_json::to_string(&file).expect("json"), "m").expect("valid");
+        assert!(
+            c.thresholds()[2] > 0.6,
+            "level 3 above the look-alikes: {:?}",
+            c.thresholds()
+        );
+        for (i, l) in file.levels.iter().enumerate() {
+            assert!(l.threshold >= lfw.impostors.conservative_threshold(LEVEL_FMR[i]).unwrap_or(1.0));
+            assert!(c.false_match_rate(l.threshold) <= LEVEL_FMR[i] * 1.5, "level {}", i + 1);
+        }
     }
 }

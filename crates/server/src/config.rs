@@ -62,6 +62,8 @@ pub struct Config {
     pub demo: bool,
     /// Galleries at least this large get an HNSW graph at start.
     pub ann_min_faces: usize,
+    /// A calibration file from `facegate calibrate --dataset`; default: the built-in table.
+    pub calibration: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -85,6 +87,7 @@ impl Default for Config {
             sweep_interval: 30,
             demo: false,
             ann_min_faces: facegate_gallery::ANN_MIN_FACES,
+            calibration: None,
         }
     }
 }
@@ -113,6 +116,7 @@ pub struct PartialConfig {
     pub sweep_interval: Option<u64>,
     pub demo: Option<bool>,
     pub ann_min_faces: Option<usize>,
+    pub calibration: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -160,6 +164,7 @@ impl PartialConfig {
             sweep_interval: self.sweep_interval.or(lower.sweep_interval),
             demo: self.demo.or(lower.demo),
             ann_min_faces: self.ann_min_faces.or(lower.ann_min_faces),
+            calibration: self.calibration.or(lower.calibration),
         }
     }
 
@@ -193,6 +198,7 @@ impl PartialConfig {
             sweep_interval: self.sweep_interval.unwrap_or(d.sweep_interval),
             demo: self.demo.unwrap_or(d.demo),
             ann_min_faces: self.ann_min_faces.unwrap_or(d.ann_min_faces),
+            calibration: self.calibration.or(d.calibration),
         };
         if config.session_ttl <= 0 || config.result_retention < 0 || config.sweep_interval == 0 {
             return Err(ConfigError::Invalid(

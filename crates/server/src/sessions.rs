@@ -11,7 +11,6 @@
 
 use facegate_auth::{Permission, tokens};
 use facegate_liveness::{Challenge, Observation, Policy, Verdict};
-use facegate_matching::calibration_for;
 use facegate_storage::{Attempt, Session, SessionResult, SessionState};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -28,18 +27,11 @@ pub const REFUSED_FRAME_SIDE: u32 = 1280;
 pub const MAX_FRAMES: usize = 200;
 pub const MAX_ATTEMPTS: u8 = 3;
 
-/// The liveness policy, with the identity threshold at the model's
-/// calibrated level 1 (FMR 1e-2): frames of one capture must at least look
-/// like the same person.
+/// The liveness policy. Its identity threshold is LFW's FMR 1e-2 point, not
+/// the match table's level 1: frames of one capture are compared in the
+/// wild, and the match levels now also answer for ID-style photos.
 pub fn policy() -> Result<Policy, ApiError> {
-    let cal = calibration_for(facegate_vision::MODEL_VERSION)
-        .ok_or_else(|| ApiError::internal("no calibration for the model"))?;
-    Ok(Policy {
-        identity_threshold: cal
-            .threshold(1)
-            .ok_or_else(|| ApiError::internal("no level-1 threshold"))?,
-        ..Policy::default()
-    })
+    Ok(Policy::default())
 }
 
 pub fn gone() -> ApiError {
@@ -167,8 +159,11 @@ pub struct FaceClaim {
     #[serde(rename = "match")]
     pub is_match: bool,
     pub match_level: u8,
-    /// The estimated false-match rate at the similarity (uqudo's name).
+    /// The false-match rate at the similarity (uqudo's name), from the
+    /// calibration in force and never below its floor.
     pub false_accept_rate: f64,
+    /// facegate addition: the calibration that set the level, `name@sha256-prefix`.
+    pub calibration: String,
     pub audit_trail_image_id: String,
     /// `sha256:<hex>` of the audit image's bytes.
     pub audit_trail_image_id_checksum: String,
@@ -226,7 +221,7 @@ pub async fn issue_result(
     if session.model_version != facegate_vision::MODEL_VERSION {
         return Err(gone());
     }
-    let cal = calibration_for(&session.model_version).ok_or_else(|| ApiError::internal("no calibration"))?;
+    let cal = &state.calibration;
     let similarity = facegate_matching::cosine(&face.embedding, &session.id_template);
     let level = cal.match_level(similarity);
     let image = frame_image(state, &session.id, attempt.number, best).await?;
@@ -235,6 +230,7 @@ pub async fn issue_result(
         is_match: level >= attempt.minimum_match_level,
         match_level: level,
         false_accept_rate: cal.false_match_rate(similarity),
+        calibration: cal.id().to_string(),
         audit_trail_image_id: audit_id.clone(),
         audit_trail_image_id_checksum: format!("sha256:{}", hex(&Sha256::digest(&image))),
         liveness: LivenessClaim {

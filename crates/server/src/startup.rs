@@ -11,6 +11,7 @@ use axum::http::HeaderName;
 use axum::routing::{get, post};
 use facegate_auth::KeyRing;
 use facegate_auth::keys::KeyError;
+use facegate_matching::{Calibration, CalibrationError, calibration_for, resolve};
 use facegate_storage::{SqliteStore, Store, StoreError};
 use facegate_vision::{EngineOptions, MODEL_VERSION, ModelError, ModelsDir};
 use tokio::net::TcpListener;
@@ -37,6 +38,10 @@ pub enum StartError {
     Keys(#[from] KeyError),
     #[error(transparent)]
     Gallery(#[from] GalleryError),
+    #[error(transparent)]
+    Calibration(#[from] CalibrationError),
+    #[error("no built-in calibration for model {MODEL_VERSION}; pass --calibration")]
+    NoCalibration,
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -67,6 +72,18 @@ pub fn open_store(data_dir: &std::path::Path) -> Result<SqliteStore, StartError>
         std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))?;
     }
     Ok(SqliteStore::open(&DataPaths::new(data_dir).database)?)
+}
+
+/// The calibration file given, checked for this model, or the built-in one.
+/// A file that cannot be trusted stops the start: levels from a corrupt or
+/// foreign table would be promises nobody measured.
+fn load_calibration(file: Option<&std::path::Path>) -> Result<Arc<Calibration>, StartError> {
+    let calibration = match file {
+        Some(spec) => resolve(spec, MODEL_VERSION)?,
+        None => calibration_for(MODEL_VERSION).ok_or(StartError::NoCalibration)?,
+    };
+    tracing::info!(calibration = calibration.id(), "calibration in force");
+    Ok(calibration)
 }
 
 /// A bound, ready-to-run server.
@@ -110,8 +127,9 @@ impl Application {
             .await
             .map_err(std::io::Error::other)??
         };
+        let calibration = load_calibration(config.calibration.as_deref())?;
         let listener = TcpListener::bind(config.listen).await?;
-        let state = AppState::new(config, store, ring, pool, metrics_handle(), galleries);
+        let state = AppState::new(config, store, ring, pool, metrics_handle(), galleries, calibration);
         spawn_housekeeping(state.clone(), keys_dir);
         spawn_session_sweeper(state.clone());
         Ok(Self {

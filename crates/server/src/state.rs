@@ -3,6 +3,7 @@
 use std::sync::{Arc, RwLock};
 
 use facegate_auth::KeyRing;
+use facegate_matching::Calibration;
 use facegate_storage::{Store, StoreError};
 use metrics_exporter_prometheus::PrometheusHandle;
 
@@ -21,6 +22,8 @@ pub struct AppState {
     pub limiter: Arc<FailureLimiter>,
     pub metrics: PrometheusHandle,
     pub galleries: Arc<Galleries>,
+    /// The calibration in force: every decision names it.
+    pub calibration: Arc<Calibration>,
 }
 
 impl AppState {
@@ -31,6 +34,7 @@ impl AppState {
         pool: InferencePool,
         metrics: PrometheusHandle,
         galleries: Galleries,
+        calibration: Arc<Calibration>,
     ) -> Self {
         let limiter = Arc::new(FailureLimiter::new(config.failed_auth_per_minute));
         Self {
@@ -41,6 +45,7 @@ impl AppState {
             limiter,
             metrics,
             galleries: Arc::new(galleries),
+            calibration,
         }
     }
 

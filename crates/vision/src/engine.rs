@@ -80,6 +80,9 @@ pub struct Analysis {
     pub face: Face,
     /// How many faces scored above the detection threshold.
     pub faces_found: usize,
+    /// How many of them are at least half the subject's height: another
+    /// person beside the subject, not a face on a poster far behind.
+    pub comparable_faces: usize,
     pub width: u32,
     pub height: u32,
     pub timings: StageTimings,
@@ -91,6 +94,7 @@ pub struct Located {
     pub detection: Detection,
     pub aligned: AlignedFace,
     pub faces_found: usize,
+    pub comparable_faces: usize,
 }
 
 /// One YuNet and one SFace session.
@@ -164,6 +168,10 @@ impl FaceEngine {
             detection: found[subject],
             aligned,
             faces_found: found.len(),
+            comparable_faces: found
+                .iter()
+                .filter(|f| f.bbox.height >= 0.5 * found[subject].bbox.height)
+                .count(),
         })
     }
 
@@ -191,6 +199,7 @@ impl FaceEngine {
                 embedding,
             },
             faces_found: located.faces_found,
+            comparable_faces: located.comparable_faces,
             width: image.width(),
             height: image.height(),
             timings,

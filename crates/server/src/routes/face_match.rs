@@ -2,7 +2,6 @@
 
 use axum::extract::State;
 use facegate_auth::Permission;
-use facegate_matching::calibration_for;
 use facegate_vision::MODEL_VERSION;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -44,8 +43,14 @@ pub struct MatchResponse {
     pub match_level: u8,
     /// facegate addition: cosine similarity of the two faces.
     pub similarity: f32,
-    /// facegate addition: the estimated false-match rate at this similarity.
+    /// facegate addition: the false-match rate measured at this similarity
+    /// by the calibration in force. Never below that calibration's floor
+    /// (the rarest rate its impostor pairs could observe: about 1.1e-8 for
+    /// the built-in table); a value at the floor means "at most this".
     pub false_match_rate: f64,
+    /// facegate addition: the calibration that set the levels, `name@sha256-prefix`.
+    #[schema(example = "default@3f2a9c01b4de")]
+    pub calibration: String,
     /// facegate addition: faces found in each image.
     pub faces: FaceCounts,
     /// facegate addition: the model that made the templates.
@@ -80,8 +85,7 @@ pub async fn face_match(
         analyze(&state, &admission, "targetImage", request.target_image)
     );
     let (source, target) = (source?.analysis, target?.analysis);
-    let calibration =
-        calibration_for(MODEL_VERSION).ok_or_else(|| ApiError::internal("no calibration for the model"))?;
+    let calibration = &state.calibration;
     let similarity = source.face.embedding.cosine(&target.face.embedding);
     let level = calibration.match_level(similarity);
     Ok(axum::Json(MatchResponse {
@@ -89,6 +93,7 @@ pub async fn face_match(
         match_level: level,
         similarity,
         false_match_rate: calibration.false_match_rate(similarity),
+        calibration: calibration.id().to_string(),
         faces: FaceCounts {
             source: source.faces_found,
             target: target.faces_found,

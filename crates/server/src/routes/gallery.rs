@@ -12,7 +12,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use facegate_auth::Permission;
 use facegate_gallery::Candidate;
-use facegate_matching::calibration_for;
 use facegate_storage::{NewFace, Template};
 use facegate_vision::Embedding;
 use serde::{Deserialize, Serialize};
@@ -89,6 +88,8 @@ pub struct SearchResponse {
     /// facegate addition: the best candidates, when `maxCandidates` > 0.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub candidates: Vec<CandidateOut>,
+    /// facegate addition: the calibration behind the threshold, `name@sha256-prefix`.
+    pub calibration: String,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -96,7 +97,8 @@ pub struct SearchResponse {
 pub struct ThresholdBasis {
     pub gallery_size: usize,
     pub fpir_target: f64,
-    /// FMR per comparison at the threshold.
+    /// FMR per comparison at the threshold, from the calibration in force
+    /// and never below its floor (the rarest rate it observed).
     pub false_match_rate: f64,
 }
 
@@ -158,8 +160,7 @@ pub async fn search(
         request.max_candidates,
     )
     .await?;
-    let calibration =
-        calibration_for(state.galleries.model_version()).ok_or_else(|| ApiError::internal("no calibration"))?;
+    let calibration = &state.calibration;
     let fpir = state.config.fpir_target;
     let threshold = calibration.gallery_threshold(size, fpir);
     let best = ranked.first().map(|c| c.similarity);
@@ -181,6 +182,7 @@ pub async fn search(
             false_match_rate: calibration.false_match_rate(threshold),
         },
         candidates: ranked.into_iter().take(request.max_candidates).collect(),
+        calibration: calibration.id().to_string(),
     }))
 }
 

@@ -14,6 +14,20 @@ pub struct Health {
     pub status: &'static str,
 }
 
+/// Readiness, with the calibration every decision is made with.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Readiness {
+    #[schema(example = "ready")]
+    pub status: &'static str,
+    /// `name@sha256-prefix` of the calibration in force.
+    #[schema(example = "default@3f2a9c01b4de")]
+    pub calibration: String,
+    pub model_version: String,
+    /// Similarity thresholds of levels 1..5.
+    pub thresholds: Vec<f32>,
+}
+
 /// The process is up.
 #[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = Health)))]
 pub async fn healthz() -> axum::Json<Health> {
@@ -22,26 +36,39 @@ pub async fn healthz() -> axum::Json<Health> {
 
 /// The models are loaded and the store answers.
 #[utoipa::path(get, path = "/readyz", tag = "operations", responses(
-    (status = 200, body = Health),
-    (status = 503, description = "Not ready", body = Health)
+    (status = 200, body = Readiness),
+    (status = 503, description = "Not ready", body = Readiness)
 ))]
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     // The pool only exists once every engine has loaded.
-    match state.store(|s| s.ping()).await {
-        Ok(()) => (StatusCode::OK, axum::Json(Health { status: "ready" })),
-        Err(_) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(Health {
-                status: "store unavailable",
-            }),
-        ),
-    }
+    let (code, status) = match state.store(|s| s.ping()).await {
+        Ok(()) => (StatusCode::OK, "ready"),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "store unavailable"),
+    };
+    let c = &state.calibration;
+    let body = Readiness {
+        status,
+        calibration: c.id().to_string(),
+        model_version: c.model_version().to_string(),
+        thresholds: c.thresholds().to_vec(),
+    };
+    (code, axum::Json(body))
 }
 
 /// Prometheus metrics.
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     metrics::gauge!("facegate_inference_queue_depth").set(state.pool.depth() as f64);
+    let c = &state.calibration;
+    let info = [
+        ("calibration", c.id().to_string()),
+        ("model", c.model_version().to_string()),
+    ];
+    metrics::gauge!("facegate_calibration_info", &info).set(1.0);
+    for (level, t) in (1..=facegate_matching::MAX_LEVEL).zip(c.thresholds()) {
+        let labels = [("calibration", c.id().to_string()), ("level", level.to_string())];
+        metrics::gauge!("facegate_calibration_threshold", &labels).set(f64::from(t));
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),
