@@ -225,6 +225,14 @@ fn run_operator(models: &ModelsDir, args: &CalibrateArgs, dir: &Path) -> Result<
     let builtin = calibration_for(MODEL_VERSION).context("no built-in calibration for this model")?;
     let command = format!("facegate calibrate --dataset {}", dir.display());
     let file = operator(&name, &command, MODEL_VERSION, &population, builtin.thresholds());
+    if file.levels.iter().all(|l| !l.supported) {
+        bail!(
+            "{}: {} impostor pairs support no level (level 1 needs {}); add people or photos",
+            dir.display(),
+            population.impostors.len(),
+            file.levels[0].evidence[0].needed_impostor_pairs
+        );
+    }
     let output = args
         .output
         .clone()

@@ -166,9 +166,13 @@ fn bad_datasets_groups_and_calibration_files_fail_clearly() {
     sample_set(&one, 1);
     let err = fails(&["calibrate", "--dataset", s(&one), "--dry-run"]);
     assert!(err.contains("at least two people"), "{err}");
+    let two = tmp.path().join("two");
+    sample_set(&two, 2);
+    let err = fails(&["calibrate", "--dataset", s(&two), "--dry-run"]);
+    assert!(err.contains("support no level (level 1 needs 368)"), "{err}");
 
     let set = tmp.path().join("set");
-    let people = sample_set(&set, 2);
+    let people = sample_set(&set, 6);
     let first = &people[0];
     let broken = set.join(first).join("broken.jpg");
     std::fs::write(&broken, b"not an image").expect("write");

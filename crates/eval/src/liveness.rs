@@ -22,7 +22,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use facegate_liveness::{Challenge, Observation, Policy, assess, observe, peak_parallax};
+use facegate_liveness::{Challenge, Observation, Policy, assess, observe, peak_parallax, progress};
 use facegate_vision::{EngineOptions, ModelsDir};
 use image::{Rgb, RgbImage};
 use imageproc::geometric_transformations::{Border, Interpolation, Projection, warp};
@@ -70,7 +70,9 @@ pub enum Turner {
     Fast,
     /// Every pose held for two frames.
     Slow,
-    /// Stops at 30°, just past the 25° a turn needs.
+    /// Turns 15° a frame only until the movement counts (the SDK then says
+    /// "Good, stop there"), and comes straight back: the smallest turn that
+    /// passes, simulated frame by frame against the server's own walk.
     Partial,
 }
 
@@ -100,6 +102,7 @@ impl Turner {
             Turner::Overshoot => &[15, 30, 45, 60, 75, 90, 90, 75, 60, 45, 30, 15],
             Turner::Fast => &[30, 60, 60, 30],
             Turner::Slow => &[15, 15, 30, 30, 45, 45, 45, 45, 30, 30, 15, 15],
+            // Not used: the partial turner reacts to the walk (`simulate`).
             Turner::Partial => &[15, 30, 30, 15],
         }
     }
@@ -121,6 +124,9 @@ pub struct Sequence {
     pub label: String,
     /// The Pointing'04 person, for splitting by people.
     pub person: Option<u8>,
+    /// For a user who reacts to the prompts: the source of each yaw pose
+    /// (degrees, source index); the frames are then made as the walk goes.
+    pub poses: Vec<(i32, usize)>,
     /// The orders to judge it against (one, or every order for NUAA).
     pub orders: Vec<Vec<Challenge>>,
     /// Indices into [`Suite::sources`].
@@ -191,6 +197,7 @@ pub fn build_suite(datasets: &Path, lfw_prints: usize) -> Result<Suite, EvalErro
                 kind: Kind::SyntheticPrint,
                 label: format!("lfw print {}", file.display()),
                 person: None,
+                poses: Vec::new(),
                 orders: vec![order.clone()],
                 frames,
             });
@@ -233,12 +240,19 @@ fn headpose_sequences(suite: &mut Suite, index: &BTreeMap<Pose, PathBuf>, orders
                 let Some(files) = path.iter().map(|&p| at(p)).collect::<Option<Vec<_>>>() else {
                     continue;
                 };
+                let poses: Vec<(i32, usize)> = match turner {
+                    Turner::Partial => (-6..=6)
+                        .filter_map(|k| at(15 * k).map(|f| (15 * k, suite.source(Source::File(f)))))
+                        .collect(),
+                    _ => Vec::new(),
+                };
                 let mut add = |kind, label: String, wrap: &dyn Fn(PathBuf) -> Source| {
                     let frames = files.iter().map(|f| suite.source(wrap(f.clone()))).collect();
                     suite.sequences.push(Sequence {
                         kind,
                         label,
                         person: Some(person),
+                        poses: poses.clone(),
                         orders: vec![order.clone()],
                         frames,
                     });
@@ -261,6 +275,7 @@ fn headpose_sequences(suite: &mut Suite, index: &BTreeMap<Pose, PathBuf>, orders
                 kind: Kind::SyntheticPrint,
                 label: format!("print of {label}"),
                 person: Some(person),
+                poses: Vec::new(),
                 orders: vec![order.clone()],
                 frames,
             });
@@ -310,6 +325,7 @@ fn swap_sequences(suite: &mut Suite, index: &BTreeMap<Pose, PathBuf>, orders: &[
                     kind: Kind::FaceSwap,
                     label: format!("person{a:02} becomes person{b:02} at {}° {order:?}", path[swap_at]),
                     person: Some(a),
+                    poses: Vec::new(),
                     orders: vec![order.clone()],
                     frames,
                 });
@@ -374,6 +390,7 @@ fn nuaa_sequences(suite: &mut Suite, root: &Path, orders: &[Vec<Challenge>], kin
                 kind,
                 label: format!("nuaa {prefix} window {w}"),
                 person: None,
+                poses: Vec::new(),
                 orders: orders.to_vec(),
                 frames,
             });
@@ -471,28 +488,65 @@ pub struct Outcome {
     pub min_reference: Option<f32>,
 }
 
+/// Observation `i` as the `n`-th frame of a capture.
+fn timed(observations: &[Option<Observation>], i: usize, n: usize) -> Observation {
+    let mut o = observations[i].clone().unwrap_or(Observation {
+        at_ms: 0,
+        width: 1,
+        height: 1,
+        faces_found: 0,
+        face: None,
+    });
+    o.at_ms = (n as u64 + 1) * FRAME_MS;
+    o
+}
+
+/// A user who follows the prompts: starts straight, turns 15° a frame
+/// toward the movement asked until the server's walk counts it, then comes
+/// back to straight before the next one, and ends straight.
+fn simulate(
+    order: &[Challenge],
+    poses: &[(i32, usize)],
+    observations: &[Option<Observation>],
+    policy: &Policy,
+) -> Vec<Observation> {
+    let source = |pan: i32| poses.iter().find(|p| p.0 == pan).map(|p| p.1);
+    let (Some(limit), Some(straight)) = (poses.iter().map(|p| p.0.abs()).max(), source(0)) else {
+        return Vec::new();
+    };
+    let mut frames: Vec<Observation> = (0..2).map(|n| timed(observations, straight, n)).collect();
+    let (mut pan, mut met, mut returning) = (0i32, 0usize, false);
+    while frames.len() < 60 && (met < order.len() || pan != 0) {
+        let want = match order.get(met) {
+            Some(c) if !returning => i32::from(c.direction()) * limit,
+            _ => 0,
+        };
+        pan += (want - pan).signum() * 15;
+        let Some(i) = source(pan) else { break };
+        frames.push(timed(observations, i, frames.len()));
+        let now = progress(order, &frames, policy).met.len();
+        returning = (returning || now > met) && pan != 0;
+        met = now;
+    }
+    frames.push(timed(observations, straight, frames.len()));
+    frames
+}
+
 /// Judges every sequence with `policy`.
 pub fn judge(suite: &Suite, observations: &[Option<Observation>], policy: &Policy) -> Vec<Outcome> {
     suite
         .sequences
         .iter()
         .map(|seq| {
-            let frames: Vec<Observation> = seq
-                .frames
-                .iter()
-                .enumerate()
-                .map(|(n, &i)| {
-                    let mut o = observations[i].clone().unwrap_or(Observation {
-                        at_ms: 0,
-                        width: 1,
-                        height: 1,
-                        faces_found: 0,
-                        face: None,
-                    });
-                    o.at_ms = (n as u64 + 1) * FRAME_MS;
-                    o
-                })
-                .collect();
+            let frames = match seq.poses.is_empty() {
+                true => seq
+                    .frames
+                    .iter()
+                    .enumerate()
+                    .map(|(n, &i)| timed(observations, i, n))
+                    .collect(),
+                false => simulate(&seq.orders[0], &seq.poses, observations, policy),
+            };
             let verdicts: Vec<_> = seq.orders.iter().map(|o| assess(o, &frames, policy)).collect();
             let first = &verdicts[0];
             // Live people who do not turn: only the gates and identity apply.

@@ -139,12 +139,19 @@ pub fn usable<'a>(frames: &'a [Observation], policy: &Policy) -> Vec<Option<&'a 
 /// Walks the frames in order, meeting each movement in turn. Turning the
 /// opposite way from the one asked (other than returning from the previous
 /// movement) stops the walk, as does a movement not met within its time.
+///
+/// A turn counts only once its frames also show the nose parallax a real
+/// head gives against the most frontal frame so far. The SDK tells the user
+/// to stop as soon as a movement counts, so a user who stops at the first
+/// "Good" has turned far enough for the 3D check to see a head, and a flat
+/// picture, whose parallax stays near zero, is never told it is done.
 pub fn progress(challenges: &[Challenge], frames: &[Observation], policy: &Policy) -> Progress {
     let faces = usable(frames, policy);
     let base = baseline(&faces, policy);
     let mut met = Vec::new();
     let mut since = 0;
     let mut streak = 0;
+    let frontal = reference_frame(&faces, base).and_then(|i| faces[i]);
     for (i, (frame, face)) in frames.iter().zip(&faces).enumerate() {
         let Some(&current) = challenges.get(met.len()) else {
             break;
@@ -155,8 +162,12 @@ pub fn progress(challenges: &[Challenge], frames: &[Observation], policy: &Polic
                 stopped: Some("a movement was not made in time"),
             };
         }
-        let Some(face) = face else { continue };
-        if policy.satisfies(current, face, base) {
+        let Some(face) = *face else { continue };
+        let deep_enough = current.direction() == 0
+            || frontal
+                .and_then(|f| parallax(f, face))
+                .is_some_and(|p| p >= policy.min_parallax);
+        if policy.satisfies(current, face, base) && deep_enough {
             streak += 1;
             if streak >= policy.hold_frames.max(1) {
                 met.push(i);
@@ -207,7 +218,8 @@ pub fn assess(challenges: &[Challenge], frames: &[Observation], policy: &Policy)
         return verdict;
     }
     let present: Vec<&FrameFace> = faces.iter().flatten().copied().collect();
-    let Some(reference) = best_frame.and_then(|i| faces[i]) else {
+    let base = baseline(&faces, policy);
+    let Some(reference) = reference_frame(&faces, base).and_then(|i| faces[i]) else {
         verdict.reason = "no frontal frame";
         return verdict;
     };
@@ -219,7 +231,6 @@ pub fn assess(challenges: &[Challenge], frames: &[Observation], policy: &Policy)
         verdict.reason = "the face changed between frames";
         return verdict;
     }
-    let base = baseline(&faces, policy);
     verdict.parallax = weakest_side_parallax(challenges, &present, reference, policy, base);
     if verdict.parallax.is_none_or(|p| p < policy.min_parallax) {
         verdict.reason = "the face moved like a flat picture";
@@ -236,6 +247,20 @@ fn most_frontal(faces: &[Option<&FrameFace>]) -> Option<usize> {
         .iter()
         .enumerate()
         .filter_map(|(i, f)| f.map(|f| (i, f.yaw.abs() + 0.25 * f.pitch.abs())))
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(i, _)| i)
+}
+
+/// The frame the 3D and identity checks measure against: the straightest
+/// of the first three usable frames, the ones the baseline comes from. The
+/// walk and the final verdict use this same frame, so a turn the SDK was
+/// told is done is judged against the same reference at the end.
+fn reference_frame(faces: &[Option<&FrameFace>], base: f32) -> Option<usize> {
+    faces
+        .iter()
+        .enumerate()
+        .filter_map(|(i, f)| f.map(|f| (i, (f.yaw - base).abs())))
+        .take(3)
         .min_by(|a, b| a.1.total_cmp(&b.1))
         .map(|(i, _)| i)
 }
@@ -285,8 +310,12 @@ fn identity_consistency(faces: &[&FrameFace], reference: &FrameFace, policy: &Po
     }
 }
 
-/// For each side a turn was asked toward, the median parallax of that
-/// side's turned frames against the reference; the weakest side's value.
+/// For each side a turn was asked toward, the parallax against the
+/// reference that the side's turned frames hold over `hold_frames`
+/// consecutive frames (the lowest within the best run of that length);
+/// the weakest side's value. A run, not one frame, so one frame's landmark
+/// noise cannot pass a flat picture; the best run, not the median, because
+/// a user who stops at the first "Good" shows the depth only at the peak.
 fn weakest_side_parallax(
     challenges: &[Challenge],
     faces: &[&FrameFace],
@@ -296,17 +325,16 @@ fn weakest_side_parallax(
 ) -> Option<f64> {
     let mut weakest: Option<f64> = None;
     for side in challenges.iter().map(|c| c.direction()).filter(|&d| d != 0) {
-        let mut values: Vec<f64> = faces
+        let values: Vec<f64> = faces
             .iter()
             .filter(|f| policy.turn_direction(f, base) == side)
-            .filter_map(|f| parallax(reference, f))
+            .map(|f| parallax(reference, f).unwrap_or(0.0))
             .collect();
-        if values.is_empty() {
-            return None;
-        }
-        values.sort_by(f64::total_cmp);
-        let median = values[values.len() / 2];
-        weakest = Some(weakest.map_or(median, |w| w.min(median)));
+        let held = values
+            .windows(policy.hold_frames.max(1))
+            .map(|w| w.iter().copied().fold(f64::INFINITY, f64::min))
+            .fold(None, |best: Option<f64>, v| Some(best.map_or(v, |b| b.max(v))))?;
+        weakest = Some(weakest.map_or(held, |w| w.min(held)));
     }
     weakest
 }
@@ -368,7 +396,10 @@ mod tests {
         );
         assert!(!v.live);
         assert_eq!(v.status, Some(TraceStatus::FaceLivenessFailed));
-        assert_eq!(v.reason, "the face moved like a flat picture");
+        // A flat picture is never told a turn is done (no parallax), so its
+        // turn toward the other side is the wrong way.
+        assert_eq!(v.reason, "the head turned the wrong way");
+        assert_eq!(v.challenges_met, 0);
     }
 
     #[test]

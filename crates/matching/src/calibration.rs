@@ -358,8 +358,8 @@ fn check(file: &CalibrationFile) -> Result<[f32; MAX_LEVEL as usize], String> {
     if curve.windows(2).any(|w| w[0].0 > w[1].0 || w[0].1 < w[1].1) {
         return Err("the FMR curve is not monotone (similarity must rise as the rate falls)".into());
     }
-    if !(file.fmr_floor > 0.0 && file.fmr_floor <= LEVEL_FMR[0]) {
-        return Err(format!("fmrFloor {} is not in (0, 1e-2]", file.fmr_floor));
+    if !(file.fmr_floor > 0.0 && file.fmr_floor <= 1.0) {
+        return Err(format!("fmrFloor {} is not in (0, 1]", file.fmr_floor));
     }
     Ok(thresholds)
 }
