@@ -352,7 +352,7 @@ fn check(file: &CalibrationFile) -> Result<[f32; MAX_LEVEL as usize], String> {
         ));
     }
     let curve = &file.fmr_curve;
-    if curve.is_empty() || curve.iter().any(|(s, f)| !s.is_finite() || !(*f > 0.0 && *f <= 1.0)) {
+    if curve.is_empty() || curve.iter().any(|(s, f)| !(s.is_finite() && *f > 0.0 && *f <= 1.0)) {
         return Err("the FMR curve is empty or has a point outside similarity/rate bounds".into());
     }
     if curve.windows(2).any(|w| w[0].0 > w[1].0 || w[0].1 < w[1].1) {
@@ -436,7 +436,8 @@ mod tests {
 
     #[test]
     fn untrustworthy_files_are_refused_with_the_reason() {
-        let cases: [(&dyn Fn(&mut CalibrationFile), &str); 6] = [
+        type Edit = dyn Fn(&mut CalibrationFile);
+        let cases: [(&Edit, &str); 6] = [
             (&|f| f.levels[2].threshold = 0.2, "not increasing: level 2"),
             (&|f| f.model_version = "other".into(), "for model other"),
             (&|f| f.format = "v0".into(), "format `v0`"),

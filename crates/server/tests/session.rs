@@ -98,6 +98,13 @@ async fn attempt(app: &TestApp, token: &str, session: &str, frame_for: &dyn Fn(i
     for pan in pans {
         let r = frame(app, token, session, number, frame_for(pan)).await;
         assert_eq!(r.status(), 200);
+        // The next movement and whether the face is usable; never the
+        // server's yaw estimate, which an attacker could tune a replay to.
+        let body: Value = r.json().await.expect("json");
+        assert!(
+            body["face"].get("yaw").is_none() && body.get("parallax").is_none(),
+            "{body}"
+        );
     }
     finish(app, token, session, number).await
 }

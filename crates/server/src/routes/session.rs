@@ -266,13 +266,13 @@ pub async fn start_attempt(
     ))
 }
 
+/// Whether the frame's face is usable. No pose or score: an attacker
+/// steering a replay would tune it against them.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FrameFace {
     pub found: bool,
     pub faces: usize,
-    /// Degrees; negative when the user has turned to their left.
-    pub yaw: Option<f32>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -359,7 +359,6 @@ pub async fn upload_frame(
     let face = FrameFace {
         found: observation.face.is_some(),
         faces: observation.faces_found,
-        yaw: observation.face.as_ref().map(|f| f.yaw),
     };
     frames.push(observation);
     let challenges = sessions::challenges_of(&attempt);
