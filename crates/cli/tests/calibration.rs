@@ -3,26 +3,13 @@
 //! that ship with the models (and on london-dev when it is present), and
 //! their answers to bad input.
 
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use facegate_eval::datasets::dataset_or_skip;
 use serde_json::Value;
-
-fn models_dir() -> PathBuf {
-    std::env::var_os("FACEGATE_MODELS_DIR").map_or_else(
-        || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../models")),
-        PathBuf::from,
-    )
-}
-
-fn facegate(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_facegate"))
-        .args(args)
-        .env("FACEGATE_MODELS_DIR", models_dir())
-        .output()
-        .expect("facegate runs")
-}
+use support::{facegate, models_dir};
 
 fn succeeds(args: &[&str]) -> String {
     let out = facegate(args);

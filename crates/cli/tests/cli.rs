@@ -1,26 +1,13 @@
 //! The `facegate` binary end to end, with the real models. Tests that need
 //! LFW skip loudly when the dataset is absent.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod support;
+
+use std::path::Path;
 
 use facegate_eval::datasets::dataset_or_skip;
 use serde_json::Value;
-
-fn models_dir() -> PathBuf {
-    std::env::var_os("FACEGATE_MODELS_DIR").map_or_else(
-        || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../models")),
-        PathBuf::from,
-    )
-}
-
-fn facegate(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_facegate"))
-        .args(args)
-        .env("FACEGATE_MODELS_DIR", models_dir())
-        .output()
-        .expect("facegate runs")
-}
+use support::{facegate, models_dir};
 
 fn ok_json(args: &[&str]) -> Value {
     let out = facegate(args);

@@ -2,6 +2,8 @@
 //! against a real `facegate serve` process, killed mid-storm, then checked
 //! against the store and a restarted server.
 
+mod support;
+
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -11,13 +13,7 @@ use base64::engine::general_purpose::STANDARD;
 use facegate_server::admin::Admin;
 use facegate_storage::{SqliteStore, Store};
 use serde_json::{Value, json};
-
-fn models_dir() -> std::path::PathBuf {
-    std::env::var_os("FACEGATE_MODELS_DIR").map_or_else(
-        || concat!(env!("CARGO_MANIFEST_DIR"), "/../../models").into(),
-        Into::into,
-    )
-}
+use support::models_dir;
 
 fn serve(data: &std::path::Path, port: u16) -> Child {
     Command::new(env!("CARGO_BIN_EXE_facegate"))

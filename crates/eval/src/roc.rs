@@ -30,10 +30,7 @@ pub fn roc_points(pairs: &[Scored]) -> Vec<(f64, f64)> {
 
 /// Writes a PNG of one or more named curves.
 pub fn write_png(path: &Path, title: &str, curves: &[(&str, Vec<(f64, f64)>)]) -> Result<(), EvalError> {
-    register_dejavu();
-    let plot = |e: &dyn std::fmt::Display| EvalError::Plot(e.to_string());
-    let root = BitMapBackend::new(path, (900, 640)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| plot(&e))?;
+    let root = canvas(path)?;
     let min_fmr = curves
         .iter()
         .flat_map(|(_, c)| c.iter().map(|p| p.0))
@@ -103,22 +100,18 @@ pub fn write_det_png(
     points: &[(f64, f64)],
     levels: &[(String, f64, f64)],
 ) -> Result<(), EvalError> {
-    register_dejavu();
-    let plot = |e: &dyn std::fmt::Display| EvalError::Plot(e.to_string());
-    let root = BitMapBackend::new(path, (900, 640)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| plot(&e))?;
-    let min_fmr = points
-        .iter()
-        .map(|p| p.0)
-        .chain(levels.iter().map(|l| l.1))
-        .filter(|f| *f > 0.0)
-        .fold(1.0, f64::min);
-    let min_fnmr = points
-        .iter()
-        .map(|p| p.1)
-        .chain(levels.iter().map(|l| l.2))
-        .filter(|f| *f > 0.0)
-        .fold(1.0, f64::min);
+    let root = canvas(path)?;
+    // The smallest positive rate on each axis, curve and markers alike.
+    let smallest = |axis: fn(&(f64, f64)) -> f64, marker: fn(&(String, f64, f64)) -> f64| {
+        points
+            .iter()
+            .map(axis)
+            .chain(levels.iter().map(marker))
+            .filter(|f| *f > 0.0)
+            .fold(1.0, f64::min)
+    };
+    let min_fmr = smallest(|p| p.0, |l| l.1);
+    let min_fnmr = smallest(|p| p.1, |l| l.2);
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 22))
         .margin(16)
@@ -147,6 +140,19 @@ pub fn write_det_png(
             .map_err(|e| plot(&e))?;
     }
     root.present().map_err(|e| plot(&e))
+}
+
+/// A plotting error in the report's shape.
+fn plot(e: &dyn std::fmt::Display) -> EvalError {
+    EvalError::Plot(e.to_string())
+}
+
+/// A white 900×640 PNG canvas, with the font registered.
+fn canvas(path: &Path) -> Result<DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>, EvalError> {
+    register_dejavu();
+    let root = BitMapBackend::new(path, (900, 640)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| plot(&e))?;
+    Ok(root)
 }
 
 fn register_dejavu() {
