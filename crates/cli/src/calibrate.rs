@@ -23,6 +23,7 @@ use facegate_matching::stats::clopper_pearson;
 use facegate_matching::{Calibration, LEVEL_FMR, calibration_for};
 use facegate_vision::{Embedding, MODEL_VERSION, ModelsDir};
 
+use crate::dataset_eval::folder_name;
 use crate::eval::dataset_dir;
 use crate::progress::bar;
 
@@ -107,6 +108,31 @@ impl Embedded {
                 (item, i)
             })
             .unzip()
+    }
+
+    /// Each group's within-group impostor pairs (from `scored`, made with
+    /// `Keep::by_group`) and its people's genuine pairs, as populations.
+    pub fn groups(&self, items: &[Item], scored: &Scored) -> Vec<PopulationScores> {
+        let names = self.set.group_names();
+        scored
+            .by_group
+            .iter()
+            .map(|(g, impostors)| {
+                let name = &names[*g as usize];
+                let members: Vec<Item> = items
+                    .iter()
+                    .filter(|i| self.set.groups[i.identity as usize] == *name)
+                    .copied()
+                    .collect();
+                PopulationScores {
+                    name: format!("group {name}"),
+                    identities: self.set.groups.iter().filter(|n| *n == name).count() as u64,
+                    images: members.len() as u64,
+                    impostors: ImpostorScores::new(impostors.clone()),
+                    genuine: score_all(&members, Keep::default(), 1, &|a, b| a == b).genuine,
+                }
+            })
+            .collect()
     }
 
     pub fn population(&self, name: &str, scored: Scored) -> PopulationScores {
@@ -197,25 +223,18 @@ fn tail_model(id_style: &Embedded, train: &(dyn Fn(u32) -> bool + Sync)) -> Tail
 
 fn run_operator(models: &ModelsDir, args: &CalibrateArgs, dir: &Path) -> Result<()> {
     let data = Embedded::load(models, dir, args.groups.as_deref(), args.workers, args.skip_failures)?;
-    let name = args.name.clone().unwrap_or_else(|| {
-        let base = dir
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        if base == "images" {
-            dir.parent()
-                .and_then(|p| p.file_name())
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or(base)
-        } else {
-            base
-        }
-    });
+    let name = args.name.clone().unwrap_or_else(|| folder_name(dir));
     if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
         bail!("calibration name {name:?} must be letters, digits, '-', '_' or '.' (pass --name)");
     }
     let (items, _) = data.items();
-    let population = data.population(&name, score_all(&items, Keep::default(), args.workers, &|_, _| true));
+    let keep = Keep {
+        by_group: args.groups.is_some(),
+        ..Keep::default()
+    };
+    let scored = score_all(&items, keep, args.workers, &|_, _| true);
+    let groups = data.groups(&items, &scored);
+    let population = data.population(&name, scored);
     if population.impostors.is_empty() {
         bail!(
             "{}: no impostor pairs (every identity needs at least one readable face)",
@@ -224,7 +243,13 @@ fn run_operator(models: &ModelsDir, args: &CalibrateArgs, dir: &Path) -> Result<
     }
     let builtin = calibration_for(MODEL_VERSION).context("no built-in calibration for this model")?;
     let command = format!("facegate calibrate --dataset {}", dir.display());
-    let file = operator(&name, &command, MODEL_VERSION, &population, builtin.thresholds());
+    let mut file = operator(&name, &command, MODEL_VERSION, &population, builtin.thresholds());
+    // Within-group evidence at the same thresholds: FMR between people of
+    // one group is what demographic differentials show up in.
+    for level in &mut file.levels {
+        let (t, f) = (level.threshold, level.target_fmr);
+        level.evidence.extend(groups.iter().map(|g| g.evidence(t, f)));
+    }
     if file.levels.iter().all(|l| !l.supported) {
         bail!(
             "{}: {} impostor pairs support no level (level 1 needs {}); add people or photos",

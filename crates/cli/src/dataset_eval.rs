@@ -90,19 +90,8 @@ pub fn run(models: &facegate_vision::ModelsDir, args: DatasetArgs) -> Result<()>
         labelled: false,
     };
     let scored = score_all(&items, keep, args.workers, &|_, _| true);
-    let group_names = data.set.group_names();
     let worst = scored.worst.clone();
-    let by_group: Vec<PopulationScores> = scored
-        .by_group
-        .iter()
-        .map(|(g, scores)| PopulationScores {
-            name: group_names[*g as usize].clone(),
-            identities: 0,
-            images: 0,
-            impostors: facegate_matching::calibrate::ImpostorScores::new(scores.clone()),
-            genuine: group_genuine(&data, &items, &group_names[*g as usize]),
-        })
-        .collect();
+    let by_group = data.groups(&items, &scored);
     let name = args.name.clone().unwrap_or_else(|| folder_name(&args.dir));
     let all = data.population(&name, scored);
     let levels = LEVEL_FMR
@@ -152,7 +141,8 @@ pub fn run(models: &facegate_vision::ModelsDir, args: DatasetArgs) -> Result<()>
     Ok(())
 }
 
-fn folder_name(dir: &Path) -> String {
+/// A dataset's name: its folder's, or its parent's for a folder called `images`.
+pub fn folder_name(dir: &Path) -> String {
     let base = dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -161,16 +151,6 @@ fn folder_name(dir: &Path) -> String {
         "images" => dir.parent().map_or(base.clone(), folder_name),
         _ => base,
     }
-}
-
-/// Genuine scores of one group's people.
-fn group_genuine(data: &Embedded, items: &[facegate_eval::pairs::Item], group: &str) -> Vec<f32> {
-    let members: Vec<_> = items
-        .iter()
-        .filter(|i| data.set.groups[i.identity as usize] == group)
-        .copied()
-        .collect();
-    score_all(&members, Keep::default(), 1, &|a, b| a == b).genuine
 }
 
 fn write(out: &Path, name: &str, report: &Report, all: &PopulationScores, calibration: &Calibration) -> Result<()> {

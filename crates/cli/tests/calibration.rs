@@ -114,6 +114,17 @@ fn operators_calibrate_on_their_own_people_and_audit_the_levels() {
     ] {
         assert!(!evidence[key].is_null(), "{key} missing: {evidence}");
     }
+    let populations: Vec<&str> = levels[0]["evidence"]
+        .as_array()
+        .expect("evidence")
+        .iter()
+        .filter_map(|e| e["population"].as_str())
+        .collect();
+    assert_eq!(
+        populations,
+        ["bank-photos", "group Female", "group Male"],
+        "within-group evidence"
+    );
     let pairs = evidence["impostorPairs"].as_f64().expect("pairs");
     assert_eq!(written["fmrFloor"].as_f64(), Some(1.0 / pairs), "the floor is one pair");
 
@@ -130,7 +141,7 @@ fn operators_calibrate_on_their_own_people_and_audit_the_levels() {
         s(&out),
     ]);
     assert!(
-        audit.contains("calibration bank-photos@") && audit.contains("| Female |"),
+        audit.contains("calibration bank-photos@") && audit.contains("| group Female |"),
         "{audit}"
     );
     let report: Value =
