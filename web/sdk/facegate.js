@@ -23,9 +23,6 @@ const ERRORS = {
   UNEXPECTED_ERROR: "UNEXPECTED_ERROR",
 };
 
-/** How long the "Good, stop there." acknowledgement stays up. */
-const MET_HOLD_MS = 1200;
-
 /** Every text the user sees; any of them can be overridden with `texts`. */
 export const DEFAULT_TEXTS = {
   title: "Face verification",
@@ -151,7 +148,7 @@ class View {
     this.retryButton.hidden = name !== "retry";
   }
 
-  /** The movement just made counts: the guide is green while that is said. */
+  /** The movement just made counts: the guide turns green until the next frame answer. */
   met(on) {
     if (on) this.root.dataset.met = "";
     else delete this.root.dataset.met;
@@ -254,13 +251,10 @@ class FaceSession {
 
   // `justMet`: a movement was met by this frame. Users turn until told to
   // stop, often to a profile, so the prompt says so at once ("Good, stop
-  // there."), followed by the next movement, and keeps saying it for
-  // MET_HOLD_MS: one frame's 200 ms is too short to read.
+  // there."), followed by the next movement.
   prompt(next, status, justMet = false) {
     const ask = next ? this.texts[next] : this.texts.processing;
-    if (justMet) this.metUntil = performance.now() + MET_HOLD_MS;
-    const showMet = !status && performance.now() < (this.metUntil || 0);
-    if (showMet) {
+    if (justMet) {
       this.lastHint = null;
       this.view.state("capturing", `${this.texts.met} ${ask}`);
     } else if (status) {
@@ -272,7 +266,7 @@ class FaceSession {
       this.lastHint = null;
       this.view.state("capturing", ask);
     }
-    this.view.met(showMet);
+    this.view.met(justMet);
     this.view.challenge(next);
   }
 
@@ -287,7 +281,6 @@ class FaceSession {
     this.prompt(plan.challenges[0], null);
     const started = performance.now();
     let met = 0;
-    this.metUntil = 0;
     for (let frames = 0; frames < plan.maxFrames && !this.cancelled; frames++) {
       const tick = performance.now();
       if (tick - started > plan.attemptTimeoutMs) break;
