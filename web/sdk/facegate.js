@@ -23,6 +23,9 @@ const ERRORS = {
   UNEXPECTED_ERROR: "UNEXPECTED_ERROR",
 };
 
+/** Frames sent looking straight before the first movement is asked. */
+const SETTLE_FRAMES = 3;
+
 /** Every text the user sees; any of them can be overridden with `texts`. */
 export const DEFAULT_TEXTS = {
   title: "Face verification",
@@ -278,7 +281,10 @@ class FaceSession {
     });
     this.trace("START", "SUCCESS");
     this.view.steps(plan.challenges.length, 0);
-    this.prompt(plan.challenges[0], null);
+    // The server measures turns from the user's own straight pose, taken
+    // from the first frames: ask for a straight look until they are sent.
+    this.view.state("capturing", this.texts.LOOK_STRAIGHT);
+    this.view.challenge(null);
     const started = performance.now();
     let met = 0;
     for (let frames = 0; frames < plan.maxFrames && !this.cancelled; frames++) {
@@ -288,7 +294,9 @@ class FaceSession {
       const r = await this.api(`/attempts/${plan.attempt}/frames`, { headers: { "Content-Type": "image/jpeg" }, body: jpeg });
       if (r.notActive) break;
       this.view.steps(plan.challenges.length, r.challengesMet);
-      this.prompt(r.nextChallenge, r.status, r.challengesMet > met);
+      if (frames + 1 >= SETTLE_FRAMES || r.challengesMet > 0) {
+        this.prompt(r.nextChallenge, r.status, r.challengesMet > met);
+      }
       met = r.challengesMet;
       if (r.complete) break;
       await sleep(Math.max(0, plan.frameIntervalMs - (performance.now() - tick)));
