@@ -171,31 +171,17 @@ pub fn run(models: &ModelsDir, args: &CalibrateArgs) -> Result<()> {
     let model = tail_model(&id_style, &|_| true);
     let command = "facegate calibrate --lfw ../shared/datasets/lfw --id-style ../shared/datasets/london-dev/images";
     let file = default_table(command, MODEL_VERSION, &reference, &model);
-    write(
+    let default = write(
         &file,
         args.output.as_deref().unwrap_or(Path::new(BUILTIN_PATH)),
         args.dry_run,
     )?;
     // LFW alone (every level is supported by its 87M pairs).
-    let lfw_only = operator(
-        "in-the-wild",
-        command,
-        MODEL_VERSION,
-        &reference,
-        file_thresholds(&file),
-    );
+    let lfw_only = operator("in-the-wild", command, MODEL_VERSION, &reference, default.thresholds());
     let wild_path = args.output.as_ref().map_or(PathBuf::from(IN_THE_WILD_PATH), |o| {
         o.with_extension("in-the-wild.json")
     });
-    write(&lfw_only, &wild_path, args.dry_run)
-}
-
-fn file_thresholds(file: &CalibrationFile) -> [f32; 5] {
-    let mut out = [1.0; 5];
-    for (t, l) in out.iter_mut().zip(&file.levels) {
-        *t = l.threshold;
-    }
-    out
+    write(&lfw_only, &wild_path, args.dry_run).map(drop)
 }
 
 /// The ID-style tail model from the identities `train` accepts.
@@ -262,20 +248,20 @@ fn run_operator(models: &ModelsDir, args: &CalibrateArgs, dir: &Path) -> Result<
         .output
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("{name}.calibration.json")));
-    write(&file, &output, args.dry_run)
+    write(&file, &output, args.dry_run).map(drop)
 }
 
-/// Checks the file as `serve` would, prints it, and writes it.
-fn write(file: &CalibrationFile, path: &Path, dry_run: bool) -> Result<()> {
+/// Checks the file as `serve` would, prints it, and writes it; returns the
+/// checked calibration.
+fn write(file: &CalibrationFile, path: &Path, dry_run: bool) -> Result<Calibration> {
     let text = serde_json::to_string_pretty(file)? + "\n";
     let checked = Calibration::from_json(&path.display().to_string(), &text, MODEL_VERSION)?;
     print_levels(file);
-    if dry_run {
-        return Ok(());
+    if !dry_run {
+        std::fs::write(path, &text).with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("wrote {} ({})", path.display(), checked.id());
     }
-    std::fs::write(path, &text).with_context(|| format!("writing {}", path.display()))?;
-    eprintln!("wrote {} ({})", path.display(), checked.id());
-    Ok(())
+    Ok(checked)
 }
 
 fn print_levels(file: &CalibrationFile) {

@@ -32,11 +32,6 @@ pub struct LivenessArgs {
     workers: usize,
 }
 
-/// The policy the server uses by default.
-pub fn default_policy() -> Result<Policy> {
-    Ok(Policy::default())
-}
-
 pub fn run(models: &ModelsDir, args: LivenessArgs) -> Result<()> {
     let dir = args
         .datasets
@@ -52,7 +47,8 @@ pub fn run(models: &ModelsDir, args: LivenessArgs) -> Result<()> {
         suite.sequences.len()
     );
     let observations = observe_sources(models, args.workers, &suite.sources)?;
-    let mut policy = default_policy()?;
+    // The policy the server uses.
+    let mut policy = Policy::default();
     if let Some(p) = args.min_parallax {
         policy.min_parallax = p;
     }

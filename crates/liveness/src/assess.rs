@@ -141,7 +141,7 @@ pub fn usable<'a>(frames: &'a [Observation], policy: &Policy) -> Vec<Option<&'a 
 /// movement) stops the walk, as does a movement not met within its time.
 ///
 /// A turn counts only once its frames also show the nose parallax a real
-/// head gives against the most frontal frame so far. The SDK tells the user
+/// head gives against the reference frame ([`reference_frame`]). The SDK tells the user
 /// to stop as soon as a movement counts, so a user who stops at the first
 /// "Good" has turned far enough for the 3D check to see a head, and a flat
 /// picture, whose parallax stays near zero, is never told it is done.
@@ -224,7 +224,10 @@ pub fn assess(challenges: &[Challenge], frames: &[Observation], policy: &Policy)
         return verdict;
     };
     let identity = identity_consistency(&present, reference, policy);
-    verdict.min_identity = identity.lowest;
+    verdict.min_identity = [identity.neighbour, identity.reference]
+        .into_iter()
+        .flatten()
+        .reduce(f32::min);
     verdict.min_neighbour = identity.neighbour;
     verdict.min_reference = identity.reference;
     if !identity.consistent {
@@ -276,10 +279,10 @@ fn dominant_issue(frames: &[Observation], policy: &Policy) -> (TraceStatus, &'st
         .unwrap_or((TraceStatus::FaceLivenessFailed, "no usable frames"))
 }
 
-/// Whether one person is seen throughout, and the lowest similarity compared.
+/// Whether one person is seen throughout, and the lowest similarity of each
+/// kind of pair compared.
 struct Identity {
     consistent: bool,
-    lowest: Option<f32>,
     neighbour: Option<f32>,
     reference: Option<f32>,
 }
@@ -304,7 +307,6 @@ fn identity_consistency(faces: &[&FrameFace], reference: &FrameFace, policy: &Po
     Identity {
         consistent: neighbour.is_none_or(|s| s >= policy.neighbour_threshold)
             && reference.is_none_or(|s| s >= policy.identity_threshold),
-        lowest: [neighbour, reference].into_iter().flatten().reduce(f32::min),
         neighbour,
         reference,
     }

@@ -10,7 +10,7 @@
 //! more tries.
 
 use facegate_auth::{Permission, tokens};
-use facegate_liveness::{Challenge, Observation, Policy, Verdict};
+use facegate_liveness::{Challenge, Observation, Verdict};
 use facegate_storage::{Attempt, Session, SessionResult, SessionState};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -26,13 +26,6 @@ pub const MAX_FRAME_SIDE: u32 = 640;
 pub const REFUSED_FRAME_SIDE: u32 = 1280;
 pub const MAX_FRAMES: usize = 200;
 pub const MAX_ATTEMPTS: u8 = 3;
-
-/// The liveness policy. Its identity threshold is LFW's FMR 1e-2 point, not
-/// the match table's level 1: frames of one capture are compared in the
-/// wild, and the match levels now also answer for ID-style photos.
-pub fn policy() -> Result<Policy, ApiError> {
-    Ok(Policy::default())
-}
 
 pub fn gone() -> ApiError {
     ApiError::new(
