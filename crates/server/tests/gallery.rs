@@ -232,7 +232,13 @@ async fn two_hundred_lfw_identities_are_found_and_strangers_are_not() {
     assert!(partition.read().expect("lock").has_ann(), "the graph was built");
     let token = app.token(&app.client("acme", "all")).await;
     let through_graph = found_count(&app, &token, &probes, &ids).await;
-    assert_eq!(through_graph, found, "the graph finds what the scan found");
+    // HNSW is approximate: its pruning can leave a node with no inbound
+    // link, and the two-thread build differs run to run. CI once saw 189 of
+    // the scan's 190; allow 1% (the README's recall@1 is 0.995).
+    assert!(
+        through_graph.abs_diff(found) <= 2,
+        "the graph found {through_graph}, the scan {found}"
+    );
 }
 
 /// How many probes find their own enrolled id.
