@@ -3,13 +3,16 @@
 //   node web/e2e/face-session.mjs spec.json
 //
 // spec: { baseURL, chromium, screenshots, scenarios: [{ name, sessionId,
-// sdkToken, framesDir, maxAttempts }] }. Each framesDir holds pan_<deg>.jpg
+// sdkToken, framesDir, maxAttempts, reflect, cameraLabel }] }. Each framesDir holds pan_<deg>.jpg
 // for -45..45 in 15° steps. The page is served from this script's own
 // origin (http://localhost:<port>), so the SDK's calls to baseURL are
 // cross-origin and go through the tenant's CORS allow-list. The synthetic
 // camera replaces getUserMedia with a canvas stream that turns toward the
 // movement the SDK is asking for (the root's data-challenge), 15° every
-// 250 ms, and holds there. Prints one JSON object: { <name>: { trace, jws,
+// 250 ms, and holds there. While the SDK flashes a colour (the root's
+// data-light), the camera shows the face lit by it 60 ms later, as a screen
+// 30 cm away would light skin, unless the scenario has reflect: false (a
+// replayed recording, which cannot answer). Prints one JSON object: { <name>: { trace, jws,
 // error, metPrompts, screenshots } }; metPrompts are the prompts shown as
 // each movement was met.
 
@@ -26,8 +29,9 @@ const PAGE = `<!doctype html><html><head><meta charset="utf-8">
 <body><h1>Customer page</h1><script type="module">
 const p = JSON.parse(decodeURIComponent(location.hash.slice(1)));
 window.__result = { trace: [], done: false, metPrompts: [] };
+window.__cameraLabel = p.cameraLabel;
 const { createFacegate } = await import(p.baseURL + "/sdk/facegate.js");
-await window.__fakeCamera.load(p.frames);
+await window.__fakeCamera.load(p.frames, p.reflect !== false);
 createFacegate({ baseURL: p.baseURL, accessToken: p.sdkToken }).faceSession({
   sessionId: p.sessionId, maxAttempts: p.maxAttempts, keepResultScreenMs: 60000,
   onTrace: (t) => window.__result.trace.push({ ...t, timestamp: t.timestamp.toISOString() }),
@@ -46,6 +50,30 @@ const FAKE_CAMERA = () => {
   let images = null;
   let pan = 0;
   let lastStep = 0;
+  let reflect = true;
+  // Screen colours by time, to show each one a camera's delay late.
+  const lights = [];
+  const RGB = { RED: [1, 0, 0], YELLOW: [1, 1, 0], GREEN: [0, 1, 0], CYAN: [0, 1, 1], BLUE: [0, 0, 1], MAGENTA: [1, 0, 1] };
+  const litNow = (now) => {
+    lights.push([now, document.querySelector("[data-facegate]")?.dataset.light]);
+    while (lights.length > 1 && lights[1][0] <= now - 60) lights.shift();
+    return RGB[lights[0][1]];
+  };
+  // Diffuse light on skin: each channel of the face region gains in
+  // proportion to itself where the screen lights that channel.
+  const shine = (rgb) => {
+    const [cx, cy, rx, ry] = [canvas.width / 2, canvas.height * 0.45, canvas.width * 0.2, canvas.height * 0.36];
+    const box = ctx.getImageData(cx - rx, cy - ry, 2 * rx, 2 * ry);
+    for (let y = 0; y < box.height; y++) {
+      for (let x = 0; x < box.width; x++) {
+        const d = ((x - rx) / rx) ** 2 + ((y - ry) / ry) ** 2;
+        if (d > 1) continue;
+        const i = 4 * (y * box.width + x);
+        for (let c = 0; c < 3; c++) box.data[i + c] = Math.min(255, box.data[i + c] * (1 + 0.25 * rgb[c]));
+      }
+    }
+    ctx.putImageData(box, cx - rx, cy - ry);
+  };
   const target = () => {
     const c = document.querySelector("[data-facegate]")?.dataset.challenge;
     return c === "TURN_LEFT" ? -45 : c === "TURN_RIGHT" ? 45 : 0;
@@ -63,9 +91,12 @@ const FAKE_CAMERA = () => {
     const w = img.width * scale;
     const h = img.height * scale;
     ctx.drawImage(img, (canvas.width - w) / 2, (canvas.height - h) / 2, w, h);
+    const rgb = litNow(now);
+    if (reflect && rgb) shine(rgb);
   };
   window.__fakeCamera = {
-    async load(base) {
+    async load(base, reflects) {
+      reflect = reflects;
       const loaded = {};
       for (const p of pans) {
         const img = new Image();
@@ -79,7 +110,10 @@ const FAKE_CAMERA = () => {
   };
   navigator.mediaDevices.getUserMedia = async () => {
     setInterval(draw, 40);
-    return canvas.captureStream(25);
+    const stream = canvas.captureStream(25);
+    // A scenario can name the device, as a virtual camera driver does.
+    if (window.__cameraLabel) Object.defineProperty(stream.getVideoTracks()[0], "label", { value: window.__cameraLabel });
+    return stream;
   };
   new MutationObserver((records) => {
     for (const r of records) {

@@ -6,10 +6,13 @@
 //     onSuccess(jws) {}, onError({ code, message, data }) {}, onTrace(trace) {}, texts: {},
 //   });
 //
-// The SDK only captures. It shows the camera with a face guide, says which
-// movement to make, and uploads frames; the server analyses every frame,
-// tells the SDK what to ask for next, and makes every decision. The result
-// is a JWS signed by the server, for the customer's backend to verify.
+// The SDK only captures. It shows the camera with a face guide, flashes the
+// screen around the guide with the colours the server drew for the attempt
+// (the light challenge: the server checks that the face reflected them),
+// says which movement to make, and uploads frames stamped with their
+// capture time; the server analyses every frame, tells the SDK what to ask
+// for next, and makes every decision. The result is a JWS signed by the
+// server, for the customer's backend to verify.
 
 const ERRORS = {
   UNAUTHORIZED: "UNAUTHORIZED",
@@ -17,14 +20,27 @@ const ERRORS = {
   SESSION_EXPIRED_OR_NOT_FOUND: "SESSION_EXPIRED_OR_NOT_FOUND",
   MEDIA_NOT_ALLOWED_ERROR: "MEDIA_NOT_ALLOWED_ERROR",
   MEDIA_NOT_FOUND_ERROR: "MEDIA_NOT_FOUND_ERROR",
+  MEDIA_VIRTUAL_CAMERA_DETECTED: "MEDIA_VIRTUAL_CAMERA_DETECTED",
   USER_CANCEL: "USER_CANCEL",
   INVALID_CONFIG: "INVALID_CONFIG",
   TOO_MANY_ATTEMPTS: "SESSION_INVALIDATED_FACE_RECOGNITION_TOO_MANY_ATTEMPTS",
   UNEXPECTED_ERROR: "UNEXPECTED_ERROR",
 };
 
-/** Frames sent looking straight before the first movement is asked. */
-const SETTLE_FRAMES = 3;
+/** Screen colours of the light challenge, as the server names them. */
+const COLOURS = {
+  RED: "#ff0000", YELLOW: "#ffff00", GREEN: "#00ff00", CYAN: "#00ffff", BLUE: "#0000ff", MAGENTA: "#ff00ff",
+};
+
+/**
+ * Camera labels of known virtual cameras (case-insensitive substrings); an
+ * integration adds its own with `virtualCameraLabels`.
+ */
+export const VIRTUAL_CAMERAS = [
+  "obs virtual", "obs-camera", "manycam", "snap camera", "xsplit", "e2esoft", "vcam", "splitcam",
+  "cyberlink youcam", "droidcam", "epoccam", "iriun", "camtwist", "mmhmm", "nvidia broadcast", "virtual camera",
+  "fake", "v4l2loopback", "dummy video",
+];
 
 /** Every text the user sees; any of them can be overridden with `texts`. */
 export const DEFAULT_TEXTS = {
@@ -34,6 +50,7 @@ export const DEFAULT_TEXTS = {
   TURN_LEFT: "Turn your head slowly to the left",
   TURN_RIGHT: "Turn your head slowly to the right",
   LOOK_STRAIGHT: "Look straight at the camera",
+  light: "Hold still and look at the screen",
   met: "Good, stop there.",
   processing: "Checking…",
   success: "Done. Thank you!",
@@ -50,6 +67,7 @@ export const DEFAULT_TEXTS = {
   SESSION_INVALIDATED_FACE_RECOGNITION_TOO_MANY_ATTEMPTS: "Too many attempts. Please start again.",
   MEDIA_NOT_ALLOWED_ERROR: "Camera access was denied.",
   MEDIA_NOT_FOUND_ERROR: "No camera was found.",
+  MEDIA_VIRTUAL_CAMERA_DETECTED: "Please use your device's real camera.",
   UNEXPECTED_ERROR: "Something went wrong. Please try again later.",
 };
 
@@ -113,7 +131,8 @@ class View {
     const maskId = `fg-mask-${Math.random().toString(36).slice(2)}`;
     const mask = svg("mask", { id: maskId, maskUnits: "userSpaceOnUse", x: 0, y: 0, width: 300, height: 400 });
     mask.append(svg("rect", { width: 300, height: 400, fill: "#fff" }), svg("ellipse", { cx: 150, cy: 185, rx: 95, ry: 130, fill: "#000" }));
-    guide.append(mask, svg("rect", { width: 300, height: 400, fill: "rgba(0,0,0,.45)", mask: `url(#${maskId})` }),
+    this.shade = svg("rect", { width: 300, height: 400, fill: "rgba(0,0,0,.45)", mask: `url(#${maskId})` });
+    guide.append(mask, this.shade,
       svg("ellipse", { class: "fg-oval", cx: 150, cy: 185, rx: 95, ry: 130, fill: "none", stroke: "#fff", "stroke-width": 3 }));
     stage.append(this.video, guide);
     this.prompt = document.createElement("p");
@@ -155,6 +174,15 @@ class View {
   met(on) {
     if (on) this.root.dataset.met = "";
     else delete this.root.dataset.met;
+  }
+
+  /** Fills the screen around the oval with `colour` (a name), or restores it. */
+  light(colour) {
+    const fill = colour ? COLOURS[colour] : null;
+    this.root.style.background = fill || "";
+    this.shade.setAttribute("fill", fill || "rgba(0,0,0,.45)");
+    if (colour) this.root.dataset.light = colour;
+    else delete this.root.dataset.light;
   }
 
   challenge(name) {
@@ -231,6 +259,13 @@ class FaceSession {
       const denied = e && (e.name === "NotAllowedError" || e.name === "SecurityError");
       throw new OperationError(denied ? ERRORS.MEDIA_NOT_ALLOWED_ERROR : ERRORS.MEDIA_NOT_FOUND_ERROR, e?.message);
     }
+    const label = this.stream.getVideoTracks()[0]?.label || "";
+    this.cameraLabel = label;
+    const known = [...VIRTUAL_CAMERAS, ...(this.options.virtualCameraLabels || [])].map((l) => String(l).toLowerCase());
+    if (known.some((l) => l && label.toLowerCase().includes(l))) {
+      this.closeCamera();
+      throw new OperationError(ERRORS.MEDIA_VIRTUAL_CAMERA_DETECTED, `virtual camera: ${label}`, { cameraLabel: label });
+    }
     this.view.video.srcObject = this.stream;
     await this.view.video.play().catch(() => {});
     for (let i = 0; i < 50 && !this.view.video.videoWidth; i++) await sleep(100);
@@ -273,34 +308,50 @@ class FaceSession {
     this.view.challenge(next);
   }
 
+  /** Shows each colour of `light` for its duration from `started`; resolves when done. */
+  async flash(light, started) {
+    let at = 0;
+    for (const { colour, durationMs } of light) {
+      if (this.cancelled) break;
+      this.view.light(colour);
+      at += durationMs;
+      await sleep(Math.max(0, started + at - performance.now()));
+    }
+    this.view.light(null);
+  }
+
   async attempt() {
     const o = this.options;
     const plan = await this.api("/attempts", {
       headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ maxAttempts: o.maxAttempts, minimumMatchLevel: o.minimumMatchLevel }),
+      body: JSON.stringify({ maxAttempts: o.maxAttempts, minimumMatchLevel: o.minimumMatchLevel, cameraLabel: this.cameraLabel }),
     });
     this.trace("START", "SUCCESS");
     this.view.steps(plan.challenges.length, 0);
-    // The server measures turns from the user's own straight pose, taken
-    // from the first frames: ask for a straight look until they are sent.
-    this.view.state("capturing", this.texts.LOOK_STRAIGHT);
-    this.view.challenge(null);
+    // The light challenge starts at once, on the same clock as capturedMs;
+    // its frames are also the straight pose the turns are measured from.
     const started = performance.now();
+    const lightMs = plan.light.reduce((sum, f) => sum + f.durationMs, 0);
+    this.view.state("capturing", this.texts.light);
+    this.view.challenge(null);
+    const flashing = this.flash(plan.light, started);
     let met = 0;
     for (let frames = 0; frames < plan.maxFrames && !this.cancelled; frames++) {
       const tick = performance.now();
       if (tick - started > plan.attemptTimeoutMs) break;
+      const lit = tick - started < lightMs;
+      const capturedMs = Math.round(performance.now() - started);
       const jpeg = await this.grab(plan.maxFrameSide);
-      const r = await this.api(`/attempts/${plan.attempt}/frames`, { headers: { "Content-Type": "image/jpeg" }, body: jpeg });
+      const r = await this.api(`/attempts/${plan.attempt}/frames?capturedMs=${capturedMs}`, { headers: { "Content-Type": "image/jpeg" }, body: jpeg });
       if (r.notActive) break;
       this.view.steps(plan.challenges.length, r.challengesMet);
-      if (frames + 1 >= SETTLE_FRAMES || r.challengesMet > 0) {
-        this.prompt(r.nextChallenge, r.status, r.challengesMet > met);
-      }
+      if (performance.now() - started >= lightMs) this.prompt(r.nextChallenge, r.status, r.challengesMet > met);
       met = r.challengesMet;
-      if (r.complete) break;
-      await sleep(Math.max(0, plan.frameIntervalMs - (performance.now() - tick)));
+      if (r.complete && !lit) break;
+      const interval = lit ? plan.lightFrameIntervalMs : plan.frameIntervalMs;
+      await sleep(Math.max(0, interval - (performance.now() - tick)));
     }
+    this.cancelled ? this.view.light(null) : await flashing;
     if (this.cancelled) return null;
     this.view.met(false);
     this.view.challenge(null);

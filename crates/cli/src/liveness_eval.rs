@@ -30,6 +30,22 @@ pub struct LivenessArgs {
     min_parallax: Option<f64>,
     #[arg(long, default_value_t = 2)]
     workers: usize,
+    /// Which checks to evaluate: the head turns, the light challenge, or both.
+    #[arg(long, value_enum, default_value_t = Part::All)]
+    only: Part,
+    /// Live light-challenge attempts per photo and condition.
+    #[arg(long, default_value_t = 2)]
+    light_genuine: usize,
+    /// Write every light-challenge attempt's evidence here (JSON).
+    #[arg(long)]
+    light_dump: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Part {
+    All,
+    Turns,
+    Light,
 }
 
 pub fn run(models: &ModelsDir, args: LivenessArgs) -> Result<()> {
@@ -37,6 +53,23 @@ pub fn run(models: &ModelsDir, args: LivenessArgs) -> Result<()> {
         .datasets
         .or_else(datasets_dir)
         .context("no datasets: pass --datasets or set FACEGATE_DATASETS")?;
+    let light = match args.only {
+        Part::Turns => None,
+        _ => Some(crate::light_eval::run(
+            models,
+            &dir,
+            args.workers,
+            args.light_genuine,
+            args.json,
+            args.light_dump.clone(),
+        )?),
+    };
+    if args.only == Part::Light {
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&light)?);
+        }
+        return Ok(());
+    }
     let suite = build_suite(&dir, args.lfw_prints)?;
     if suite.sequences.is_empty() {
         bail!("no headpose/, lfw/ or nuaa-dev/ sequences under {}", dir.display());
@@ -55,7 +88,8 @@ pub fn run(models: &ModelsDir, args: LivenessArgs) -> Result<()> {
     let outcomes = judge(&suite, &observations, &policy);
     let r = report(&outcomes);
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&r)?);
+        let both = serde_json::json!({"turns": r, "light": light});
+        println!("{}", serde_json::to_string_pretty(&both)?);
     } else {
         print_table(&outcomes, policy.min_parallax);
     }

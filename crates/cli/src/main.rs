@@ -7,6 +7,7 @@ mod calibrate;
 mod dataset_eval;
 mod eval;
 mod inspect;
+mod light_eval;
 mod liveness_eval;
 mod progress;
 mod serve;

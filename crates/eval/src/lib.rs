@@ -20,6 +20,7 @@ pub mod datasets;
 pub mod headpose;
 pub mod identities;
 pub mod lfw;
+pub mod light_sim;
 pub mod liveness;
 pub mod openset;
 pub mod pairs;

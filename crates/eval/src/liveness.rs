@@ -22,7 +22,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use facegate_liveness::{Challenge, Observation, Policy, assess, observe, peak_parallax, progress};
+use facegate_liveness::{Challenge, Observation, Plan, Policy, assess, observe, peak_parallax, progress};
 use facegate_vision::{EngineOptions, ModelsDir};
 use image::{Rgb, RgbImage};
 use imageproc::geometric_transformations::{Border, Interpolation, Projection, warp};
@@ -492,10 +492,12 @@ pub struct Outcome {
 fn timed(observations: &[Option<Observation>], i: usize, n: usize) -> Observation {
     let mut o = observations[i].clone().unwrap_or(Observation {
         at_ms: 0,
+        captured_ms: None,
         width: 1,
         height: 1,
         faces_found: 0,
         face: None,
+        light: None,
     });
     o.at_ms = (n as u64 + 1) * FRAME_MS;
     o
@@ -524,7 +526,7 @@ fn simulate(
         pan += (want - pan).signum() * 15;
         let Some(i) = source(pan) else { break };
         frames.push(timed(observations, i, frames.len()));
-        let now = progress(order, &frames, policy).met.len();
+        let now = progress(&Plan::movements(order), &frames, policy).met.len();
         returning = (returning || now > met) && pan != 0;
         met = now;
     }
@@ -547,12 +549,16 @@ pub fn judge(suite: &Suite, observations: &[Option<Observation>], policy: &Polic
                     .collect(),
                 false => simulate(&seq.orders[0], &seq.poses, observations, policy),
             };
-            let verdicts: Vec<_> = seq.orders.iter().map(|o| assess(o, &frames, policy)).collect();
+            let verdicts: Vec<_> = seq
+                .orders
+                .iter()
+                .map(|o| assess(&Plan::movements(o), &frames, policy))
+                .collect();
             let first = &verdicts[0];
             // Live people who do not turn: only the gates and identity apply.
             let accepted = match seq.kind {
                 Kind::NuaaLive => {
-                    let v = assess(&[], &frames, policy);
+                    let v = assess(&Plan::default(), &frames, policy);
                     v.usable_frames * 2 >= frames.len() && v.reason != "the face changed between frames"
                 }
                 _ => verdicts.iter().any(|v| v.live),

@@ -5,7 +5,33 @@ use serde::{Deserialize, Serialize};
 use crate::challenge::Challenge;
 use crate::gates::{Gates, TraceStatus, frame_issue};
 use crate::geometry::parallax;
+use crate::light::{Flash, LightEvidence, LightPolicy, total_ms, verify};
 use crate::observe::{FrameFace, Observation};
+use crate::timing::{Pacing, time_of, violation};
+
+/// What one attempt asks for: a light sequence shown first (the user looks
+/// straight at the screen), then the movements.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    pub challenges: Vec<Challenge>,
+    /// Empty for movements only (offline evaluation of the head turns).
+    pub light: Vec<Flash>,
+}
+
+impl Plan {
+    /// Movements only, without a light sequence.
+    pub fn movements(challenges: &[Challenge]) -> Self {
+        Self {
+            challenges: challenges.to_vec(),
+            light: Vec::new(),
+        }
+    }
+
+    /// When the first movement is asked for, on the capture timeline.
+    pub fn light_ms(&self) -> u64 {
+        total_ms(&self.light)
+    }
+}
 
 /// Every threshold of the liveness decision.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -38,6 +64,8 @@ pub struct Policy {
     /// Time allowed for each movement, and for the whole attempt.
     pub challenge_timeout_ms: u64,
     pub attempt_timeout_ms: u64,
+    pub light: LightPolicy,
+    pub pacing: Pacing,
 }
 
 impl Default for Policy {
@@ -57,6 +85,8 @@ impl Default for Policy {
             reference_yaw: 30.0,
             challenge_timeout_ms: 8_000,
             attempt_timeout_ms: 30_000,
+            light: LightPolicy::default(),
+            pacing: Pacing::default(),
         }
     }
 }
@@ -81,6 +111,8 @@ pub struct Verdict {
     pub min_neighbour: Option<f32>,
     /// The lowest similarity of a near-frontal frame with the reference.
     pub min_reference: Option<f32>,
+    /// What the light check measured, when it ran.
+    pub light: Option<LightEvidence>,
 }
 
 /// Where the challenge walk got to.
@@ -145,10 +177,15 @@ pub fn usable<'a>(frames: &'a [Observation], policy: &Policy) -> Vec<Option<&'a 
 /// to stop as soon as a movement counts, so a user who stops at the first
 /// "Good" has turned far enough for the 3D check to see a head, and a flat
 /// picture, whose parallax stays near zero, is never told it is done.
-pub fn progress(challenges: &[Challenge], frames: &[Observation], policy: &Policy) -> Progress {
+///
+/// A turn cannot be made before the user saw it asked for: frames captured
+/// sooner than `min_reaction_ms` after the prompt (the end of the light
+/// sequence, or the frame that met the movement before) do not count.
+pub fn progress(plan: &Plan, frames: &[Observation], policy: &Policy) -> Progress {
+    let challenges = plan.challenges.as_slice();
     let faces = usable(frames, policy);
     let base = baseline(&faces, policy);
-    let mut met = Vec::new();
+    let mut met: Vec<usize> = Vec::new();
     let mut since = 0;
     let mut streak = 0;
     let frontal = reference_frame(&faces, base).and_then(|i| faces[i]);
@@ -163,6 +200,10 @@ pub fn progress(challenges: &[Challenge], frames: &[Observation], policy: &Polic
             };
         }
         let Some(face) = *face else { continue };
+        let asked = met.last().map_or(plan.light_ms(), |&k| time_of(&frames[k]));
+        if current.direction() != 0 && time_of(frame) < asked + policy.pacing.min_reaction_ms {
+            continue;
+        }
         let deep_enough = current.direction() == 0
             || frontal
                 .and_then(|f| parallax(f, face))
@@ -190,10 +231,15 @@ pub fn progress(challenges: &[Challenge], frames: &[Observation], policy: &Polic
 }
 
 /// Decides whether the frames show a live person making the movements.
-pub fn assess(challenges: &[Challenge], frames: &[Observation], policy: &Policy) -> Verdict {
+///
+/// An attempt with a light sequence is a capture through the SDK: its frame
+/// times must be ones a live camera gives, and its skin must follow the
+/// sequence.
+pub fn assess(plan: &Plan, frames: &[Observation], policy: &Policy) -> Verdict {
+    let challenges = plan.challenges.as_slice();
     let faces = usable(frames, policy);
     let usable_frames = faces.iter().flatten().count();
-    let walk = progress(challenges, frames, policy);
+    let walk = progress(plan, frames, policy);
     let best_frame = most_frontal(&faces);
     let mut verdict = Verdict {
         live: false,
@@ -206,7 +252,14 @@ pub fn assess(challenges: &[Challenge], frames: &[Observation], policy: &Policy)
         min_identity: None,
         min_neighbour: None,
         min_reference: None,
+        light: None,
     };
+    if !plan.light.is_empty() {
+        if let Some(reason) = violation(frames, plan.light_ms(), &policy.pacing) {
+            verdict.reason = reason;
+            return verdict;
+        }
+    }
     if walk.met.len() < challenges.len() {
         if usable_frames * 2 < frames.len() {
             let (status, reason) = dominant_issue(frames, policy);
@@ -223,6 +276,14 @@ pub fn assess(challenges: &[Challenge], frames: &[Observation], policy: &Policy)
         verdict.reason = "no frontal frame";
         return verdict;
     };
+    if !plan.light.is_empty() {
+        let light = verify(&plan.light, frames, &policy.light);
+        verdict.light = light.evidence;
+        if !light.passed {
+            verdict.reason = light.reason;
+            return verdict;
+        }
+    }
     let identity = identity_consistency(&present, reference, policy);
     verdict.min_identity = [identity.neighbour, identity.reference]
         .into_iter()
@@ -360,6 +421,10 @@ pub fn peak_parallax(frames: &[Observation], policy: &Policy) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn plan(challenges: &[Challenge]) -> Plan {
+        Plan::movements(challenges)
+    }
     use crate::testing::{HEAD, frame};
     use Challenge::*;
 
@@ -378,7 +443,7 @@ mod tests {
     #[test]
     fn a_real_head_making_the_movements_is_live() {
         let v = assess(
-            &[TurnLeft, TurnRight],
+            &plan(&[TurnLeft, TurnRight]),
             &capture(&HEAD, &LEFT_THEN_RIGHT),
             &Policy::default(),
         );
@@ -392,7 +457,7 @@ mod tests {
     fn a_flat_picture_making_the_movements_is_not() {
         let flat = HEAD.map(|(x, y, _)| (x, y, 0.0));
         let v = assess(
-            &[TurnLeft, TurnRight],
+            &plan(&[TurnLeft, TurnRight]),
             &capture(&flat, &LEFT_THEN_RIGHT),
             &Policy::default(),
         );
@@ -407,18 +472,18 @@ mod tests {
     #[test]
     fn movements_must_come_in_order_and_in_time() {
         let frames = capture(&HEAD, &LEFT_THEN_RIGHT);
-        let v = assess(&[TurnRight, TurnLeft], &frames, &Policy::default());
+        let v = assess(&plan(&[TurnRight, TurnLeft]), &frames, &Policy::default());
         assert!(!v.live);
         assert_eq!(v.reason, "the head turned the wrong way");
         let slow = Policy {
             challenge_timeout_ms: 500,
             ..Policy::default()
         };
-        let v = assess(&[TurnLeft, TurnRight], &frames, &slow);
+        let v = assess(&plan(&[TurnLeft, TurnRight]), &frames, &slow);
         assert_eq!(v.reason, "a movement was not made in time");
         // A single frame at the turn is not enough: it must be held.
         let v = assess(
-            &[TurnLeft],
+            &plan(&[TurnLeft]),
             &capture(&HEAD, &[0.0, -40.0, 0.0, 0.0]),
             &Policy::default(),
         );
@@ -431,7 +496,7 @@ mod tests {
         if let Some(f) = frames[9].face.as_mut() {
             f.embedding = vec![0.0, 1.0];
         }
-        let v = assess(&[TurnLeft, TurnRight], &frames, &Policy::default());
+        let v = assess(&plan(&[TurnLeft, TurnRight]), &frames, &Policy::default());
         assert_eq!(v.reason, "the face changed between frames");
         assert_eq!(v.min_identity, Some(0.0));
     }
@@ -471,7 +536,7 @@ mod tests {
             front.similarity(profile) < 0.40,
             "the old all-pairs check would refuse this"
         );
-        let v = assess(&[TurnLeft, TurnRight], &frames, &Policy::default());
+        let v = assess(&plan(&[TurnLeft, TurnRight]), &frames, &Policy::default());
         assert!(v.reason != "the face changed between frames", "{v:?}");
     }
 
@@ -480,7 +545,11 @@ mod tests {
         // The face changes to someone else (an 80° turn of the embedding
         // away) from frame `at` on, at yaws 30°, 60° and 90°.
         for at in [3, 5, 7, 15] {
-            let v = assess(&[TurnLeft, TurnRight], &full_turn(Some((at, 1.4))), &Policy::default());
+            let v = assess(
+                &plan(&[TurnLeft, TurnRight]),
+                &full_turn(Some((at, 1.4))),
+                &Policy::default(),
+            );
             assert!(!v.live, "swap at frame {at}: {v:?}");
             assert_eq!(v.reason, "the face changed between frames", "swap at frame {at}");
         }
@@ -500,7 +569,7 @@ mod tests {
         for i in [4, 5, 9] {
             frames[i].face = None;
         }
-        let v = assess(&[TurnLeft, TurnRight], &frames, &Policy::default());
+        let v = assess(&plan(&[TurnLeft, TurnRight]), &frames, &Policy::default());
         assert_eq!(v.reason, "the face changed between frames", "{v:?}");
     }
 
@@ -510,7 +579,7 @@ mod tests {
         frames[4].face = None;
         frames[5].faces_found = 2;
         frames[14].face = None;
-        let v = assess(&[TurnLeft, TurnRight], &frames, &Policy::default());
+        let v = assess(&plan(&[TurnLeft, TurnRight]), &frames, &Policy::default());
         assert!(v.live, "{v:?}");
         assert_eq!(v.usable_frames, frames.len() - 3);
     }
@@ -526,7 +595,7 @@ mod tests {
                 face.yaw = y as f32;
             }
         }
-        let walk = progress(&[TurnLeft, TurnRight], &frames, &Policy::default());
+        let walk = progress(&plan(&[TurnLeft, TurnRight]), &frames, &Policy::default());
         assert_eq!(walk.met.len(), 2, "{walk:?}");
     }
 
@@ -538,12 +607,12 @@ mod tests {
                 face.sharpness = 1.0;
             }
         }
-        let v = assess(&[TurnLeft, TurnRight], &frames, &Policy::default());
+        let v = assess(&plan(&[TurnLeft, TurnRight]), &frames, &Policy::default());
         assert_eq!(v.status, Some(TraceStatus::FaceBlurDetected));
         for f in frames.iter_mut() {
             f.faces_found = 2;
         }
-        let v = assess(&[TurnLeft, TurnRight], &frames, &Policy::default());
+        let v = assess(&plan(&[TurnLeft, TurnRight]), &frames, &Policy::default());
         assert_eq!(v.status, Some(TraceStatus::FaceIncorrectPositionDetected));
     }
 }

@@ -8,6 +8,9 @@
 //!   landmarks, pose, quality, embedding, number of faces);
 //! - [`gates`]: per-frame quality gates, each with its trace status code;
 //! - [`geometry`]: plane-induced parallax of the nose tip between two frames;
+//! - [`light`]: the colour sequence the screen flashes first, and whether
+//!   the face's skin reflected it (the defence against screen replays);
+//! - [`timing`]: frame times a live camera cannot produce;
 //! - [`assess`]: the verdict over a whole attempt.
 //!
 //! The 3D check rests on one fact: the eyes and mouth corners of a face lie
@@ -24,11 +27,13 @@ pub mod assess;
 pub mod challenge;
 pub mod gates;
 pub mod geometry;
+pub mod light;
 pub mod observe;
 #[cfg(test)]
 mod testing;
+pub mod timing;
 
-pub use assess::{Policy, Verdict, assess, peak_parallax, progress};
+pub use assess::{Plan, Policy, Verdict, assess, peak_parallax, progress};
 pub use challenge::Challenge;
 pub use gates::TraceStatus;
 pub use observe::{Observation, observe};

@@ -4,6 +4,8 @@ use facegate_vision::{Embedding, FaceEngine, VisionError};
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
 
+use crate::light::{LightSample, sample};
+
 /// The subject's face in one frame.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -25,8 +27,13 @@ pub struct FrameFace {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Observation {
-    /// Milliseconds since the attempt started.
+    /// Milliseconds since the attempt started, by the server's clock (when
+    /// the frame arrived).
     pub at_ms: u64,
+    /// Milliseconds since the attempt started, by the SDK's clock (when the
+    /// frame was captured); the light challenge's timeline.
+    #[serde(default)]
+    pub captured_ms: Option<u64>,
     pub width: u32,
     pub height: u32,
     /// Faces above the detection threshold and at least half the subject's
@@ -34,6 +41,9 @@ pub struct Observation {
     pub faces_found: usize,
     /// The subject (most prominent face), when there is one.
     pub face: Option<FrameFace>,
+    /// Skin and background light, for the light challenge.
+    #[serde(default)]
+    pub light: Option<LightSample>,
 }
 
 impl FrameFace {
@@ -44,12 +54,7 @@ impl FrameFace {
     /// Distance from the eyes' midpoint to the mouth's: the face's size,
     /// nearly unchanged by yaw (unlike the eye distance).
     pub fn scale(&self) -> f64 {
-        let mid = |a: usize, b: usize| {
-            let (p, q) = (self.point(a), self.point(b));
-            ((p.0 + q.0) / 2.0, (p.1 + q.1) / 2.0)
-        };
-        let (eyes, mouth) = (mid(0, 1), mid(3, 4));
-        (eyes.0 - mouth.0).hypot(eyes.1 - mouth.1)
+        crate::light::face_scale(&self.landmarks)
     }
 
     /// Cosine similarity of two frames' embeddings.
@@ -64,10 +69,12 @@ pub fn observe(engine: &mut FaceEngine, image: &RgbImage, at_ms: u64) -> Result<
     let (width, height) = image.dimensions();
     let mut observation = Observation {
         at_ms,
+        captured_ms: None,
         width,
         height,
         faces_found: 0,
         face: None,
+        light: None,
     };
     let analysis = match engine.analyze_image(image) {
         Ok(a) => a,
@@ -78,7 +85,7 @@ pub fn observe(engine: &mut FaceEngine, image: &RgbImage, at_ms: u64) -> Result<
     // A small face far behind the user (a poster, a photo on the wall) is
     // not a second person in front of the camera.
     observation.faces_found = analysis.comparable_faces;
-    observation.face = Some(FrameFace {
+    let face = FrameFace {
         bbox: [d.bbox.x, d.bbox.y, d.bbox.width, d.bbox.height],
         landmarks: d.landmarks.map(|p| [p.x, p.y]),
         yaw: q.yaw,
@@ -86,7 +93,9 @@ pub fn observe(engine: &mut FaceEngine, image: &RgbImage, at_ms: u64) -> Result<
         sharpness: q.sharpness,
         brightness: q.brightness,
         embedding: embedding_vec(&analysis.face.embedding),
-    });
+    };
+    observation.light = sample(image, face.bbox, &face.landmarks);
+    observation.face = Some(face);
     Ok(observation)
 }
 

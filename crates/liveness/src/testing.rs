@@ -42,9 +42,11 @@ pub fn frame(head: &[(f64, f64, f64); 5], degrees: f64, at_ms: u64) -> Observati
     let points = project(head, -degrees.to_radians());
     Observation {
         at_ms,
+        captured_ms: None,
         width: 640,
         height: 480,
         faces_found: 1,
         face: Some(face(points, degrees as f32)),
+        light: None,
     }
 }

@@ -10,7 +10,8 @@
 //! more tries.
 
 use facegate_auth::{Permission, tokens};
-use facegate_liveness::{Challenge, Observation, Verdict};
+use facegate_liveness::light::{self, LightEvidence};
+use facegate_liveness::{Challenge, Observation, Plan, Verdict};
 use facegate_storage::{Attempt, Session, SessionResult, SessionState};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -21,6 +22,9 @@ use crate::state::AppState;
 
 /// Frame pacing and limits the SDK is told at the start of an attempt.
 pub const FRAME_INTERVAL_MS: u64 = 200;
+/// During the light sequence frames go as fast as the round trip allows,
+/// but no faster than this: 250 ms flashes need two or more frames each.
+pub const LIGHT_FRAME_INTERVAL_MS: u64 = 60;
 pub const MAX_FRAME_SIDE: u32 = 640;
 /// Larger frames are refused (the SDK scales to `MAX_FRAME_SIDE`).
 pub const REFUSED_FRAME_SIDE: u32 = 1280;
@@ -84,12 +88,32 @@ pub fn challenges_of(attempt: &Attempt) -> Vec<Challenge> {
     attempt.challenges.split(',').filter_map(Challenge::parse).collect()
 }
 
+/// The attempt's movements and light sequence.
+pub fn plan_of(attempt: &Attempt) -> Result<Plan, ApiError> {
+    Ok(Plan {
+        challenges: challenges_of(attempt),
+        light: light::decode(&attempt.light)
+            .ok_or_else(|| ApiError::internal("a stored light sequence is malformed"))?,
+    })
+}
+
+/// `sha256:<hex>` of the nonce and the light sequence: the signed result
+/// names the sequence the face answered without revealing it.
+pub fn light_digest(attempt: &Attempt) -> String {
+    let mut h = Sha256::new();
+    h.update(attempt.nonce.as_bytes());
+    h.update(b"\n");
+    h.update(attempt.light.as_bytes());
+    format!("sha256:{}", hex(&h.finalize()))
+}
+
 /// Starts attempt `attempts_used + 1`, failing an abandoned one first.
 pub async fn start_attempt(
     state: &AppState,
     mut session: Session,
     max_attempts: u8,
     minimum_match_level: u8,
+    camera: String,
 ) -> Result<Attempt, ApiError> {
     if let Some(open) = session.attempt.take() {
         let invalidate = session.attempts_used + 1 >= max_attempts;
@@ -103,6 +127,7 @@ pub async fn start_attempt(
         return Err(invalidated());
     }
     let random: [u8; 2] = facegate_auth::random_bytes().map_err(ApiError::internal)?;
+    let colours: [u8; 2 * light::FLASHES] = facegate_auth::random_bytes().map_err(ApiError::internal)?;
     let attempt = Attempt {
         number: session.attempts_used + 1,
         challenges: Challenge::sequence(random)
@@ -110,6 +135,8 @@ pub async fn start_attempt(
             .map(|c| c.as_str())
             .collect::<Vec<_>>()
             .join(","),
+        light: light::encode(&light::sequence(colours)),
+        camera,
         nonce: facegate_auth::secrets::new_id("").map_err(ApiError::internal)?,
         started_at_ms: now_ms(),
         max_attempts,
@@ -120,6 +147,19 @@ pub async fn start_attempt(
         return Err(gone());
     }
     Ok(attempt)
+}
+
+/// Fails the attempt at once because its frames broke the capture
+/// protocol (see `facegate_liveness::timing`), and says why in a 400.
+pub async fn protocol_broken(state: &AppState, attempt: &Attempt, session_id: &str, reason: &str) -> ApiError {
+    let invalidate = attempt.number >= attempt.max_attempts;
+    let (id, number) = (session_id.to_string(), attempt.number);
+    if let Err(e) = state.store(move |s| s.fail_attempt(&id, number, invalidate)).await {
+        return e;
+    }
+    tracing::info!(attempt = number, reason, "capture protocol broken");
+    metrics::counter!("facegate_liveness_attempts_total", "status" => "PROTOCOL_BROKEN").increment(1);
+    ApiError::new(ErrorCode::InvalidRequest, format!("{reason}: the attempt failed"))
 }
 
 /// Associated data binding a sealed blob to its session and role.
@@ -170,6 +210,12 @@ pub struct LivenessClaim {
     pub challenges: Vec<Challenge>,
     pub parallax: Option<f64>,
     pub frames: usize,
+    /// The light challenge: which sequence (digest with the nonce) and what
+    /// the face's reflection measured.
+    pub light_sequence: String,
+    pub light: Option<LightEvidence>,
+    /// The camera's label as the SDK reported it.
+    pub camera: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -230,6 +276,9 @@ pub async fn issue_result(
             challenges: challenges_of(attempt),
             parallax: verdict.parallax,
             frames: frames.len(),
+            light_sequence: light_digest(attempt),
+            light: verdict.light.clone(),
+            camera: Some(attempt.camera.clone()).filter(|c| !c.is_empty()),
         },
     };
     let now = facegate_auth::now();

@@ -59,6 +59,14 @@ async fn session(app: &TestApp, token: &str, id_photo: &[u8]) -> (String, String
     (field("sessionId"), field("sdkToken"))
 }
 
+/// `base` with the fields of `extra` added.
+fn with(mut base: Value, extra: Value) -> Value {
+    if let (Some(b), Some(e)) = (base.as_object_mut(), extra.as_object()) {
+        b.extend(e.clone());
+    }
+    base
+}
+
 fn statuses(result: &Value) -> Vec<String> {
     result["trace"]
         .as_array()
@@ -112,6 +120,8 @@ async fn the_sdk_runs_genuine_print_wrong_person_and_expired_sessions_in_chromiu
     let (genuine, genuine_sdk) = session(&app, &tokens[0].0, &image(1, 2, 0)).await;
     let (print, print_sdk) = session(&app, &tokens[0].0, &image(2, 2, 0)).await;
     let (wrong, wrong_sdk) = session(&app, &tokens[0].0, &image(3, 1, 0)).await;
+    let (replay, replay_sdk) = session(&app, &tokens[0].0, &image(1, 2, 0)).await;
+    let (virtual_cam, virtual_sdk) = session(&app, &tokens[0].0, &image(1, 2, 0)).await;
     let (expired, expired_sdk) = session(&short, &tokens[1].0, &image(1, 2, 0)).await;
     tokio::time::sleep(std::time::Duration::from_millis(2200)).await;
     let shots = repo().join("target/e2e-screenshots");
@@ -125,6 +135,15 @@ async fn the_sdk_runs_genuine_print_wrong_person_and_expired_sessions_in_chromiu
                 scenario("genuine", &genuine, &genuine_sdk, &genuine_dir, &app.base, 3),
                 scenario("print", &print, &print_sdk, &print_dir, &app.base, 1),
                 scenario("wrong-person", &wrong, &wrong_sdk, &genuine_dir, &app.base, 3),
+                // The same real head turn, played without answering the light.
+                with(
+                    scenario("replay", &replay, &replay_sdk, &genuine_dir, &app.base, 1),
+                    json!({"reflect": false}),
+                ),
+                with(
+                    scenario("virtual-camera", &virtual_cam, &virtual_sdk, &genuine_dir, &app.base, 1),
+                    json!({"cameraLabel": "OBS Virtual Camera"}),
+                ),
             ],
         ),
         (
@@ -179,6 +198,9 @@ async fn the_sdk_runs_genuine_print_wrong_person_and_expired_sessions_in_chromiu
             .is_some_and(|c| c.starts_with("default@")),
         "{claims}"
     );
+    // The synthetic camera lit the face with each flash: the server saw it.
+    let light = &claims["data"]["face"]["liveness"]["light"];
+    assert!(light["flashesRight"].as_u64().unwrap_or(0) >= 6, "{claims}");
     // The SDK tells the user to stop as soon as each movement is met.
     let met = genuine["metPrompts"].as_array().expect("metPrompts");
     assert!(!met.is_empty(), "no movement was acknowledged: {genuine}");
@@ -195,6 +217,20 @@ async fn the_sdk_runs_genuine_print_wrong_person_and_expired_sessions_in_chromiu
         print["error"]["code"],
         "SESSION_INVALIDATED_FACE_RECOGNITION_TOO_MANY_ATTEMPTS"
     );
+
+    let replay = &results["replay"];
+    assert!(replay["jws"].is_null(), "a replay got a result: {replay}");
+    assert!(statuses(replay).iter().any(|s| s == "FACE_LIVENESS_FAILED"), "{replay}");
+    assert_eq!(
+        replay["error"]["code"],
+        "SESSION_INVALIDATED_FACE_RECOGNITION_TOO_MANY_ATTEMPTS"
+    );
+    let virtual_cam = &results["virtual-camera"];
+    assert_eq!(
+        virtual_cam["error"]["code"], "MEDIA_VIRTUAL_CAMERA_DETECTED",
+        "{virtual_cam}"
+    );
+    assert!(virtual_cam["jws"].is_null());
 
     let wrong = &results["wrong-person"];
     assert!(statuses(wrong).iter().any(|s| s == "FACE_NO_MATCH"), "{wrong}");

@@ -9,7 +9,10 @@ use std::path::PathBuf;
 
 use facegate_eval::datasets::dataset_or_skip;
 use facegate_eval::headpose::{self, Pose};
+use facegate_eval::light_sim::{Ambient, Camera, lit_at, lit_jpeg};
 use facegate_eval::liveness::print_view;
+use facegate_liveness::light::{Flash, total_ms};
+use facegate_vision::{EngineOptions, FaceEngine, ModelsDir};
 use serde_json::{Value, json};
 use sha2::Digest;
 use support::{TestApp, assert_error, b64, jpeg, sample, verify_result};
@@ -63,8 +66,22 @@ async fn start(app: &TestApp, token: &str, session: &str) -> reqwest::Response {
 }
 
 async fn frame(app: &TestApp, token: &str, session: &str, attempt: u64, jpeg: Vec<u8>) -> reqwest::Response {
+    frame_at(app, token, session, attempt, jpeg, "").await
+}
+
+/// A frame with a query string (`capturedMs=…`).
+async fn frame_at(
+    app: &TestApp,
+    token: &str,
+    session: &str,
+    attempt: u64,
+    jpeg: Vec<u8>,
+    query: &str,
+) -> reqwest::Response {
     app.http
-        .post(app.url(&format!("/api/v1/face/sessions/{session}/attempts/{attempt}/frames")))
+        .post(app.url(&format!(
+            "/api/v1/face/sessions/{session}/attempts/{attempt}/frames?{query}"
+        )))
         .bearer_auth(token)
         .header("content-type", "image/jpeg")
         .body(jpeg)
@@ -85,28 +102,74 @@ async fn finish(app: &TestApp, token: &str, session: &str, attempt: u64) -> Valu
     r.json().await.expect("json")
 }
 
-/// Runs one attempt: frames for each challenge from `frame_for(pan)`.
-async fn attempt(app: &TestApp, token: &str, session: &str, frame_for: &dyn Fn(i32) -> Vec<u8>) -> Value {
+/// How the test's "user" answers the light sequence.
+#[derive(Clone, Copy, PartialEq)]
+enum Light {
+    /// The face reflects each colour as it is shown (a live user).
+    Reflected,
+    /// The frames never change colour (a replayed recording).
+    Ignored,
+}
+
+/// Runs one attempt as the SDK does: the light sequence first, frames
+/// stamped with the real time since the attempt started, lit (or not) by
+/// the colour on screen; then the frames for each challenge from
+/// `frame_for(pan)`.
+async fn attempt_lit(
+    app: &TestApp,
+    token: &str,
+    session: &str,
+    frame_for: &dyn Fn(i32) -> Vec<u8>,
+    light: Light,
+) -> Value {
     let started = start(app, token, session).await;
     assert_eq!(started.status(), 201);
     let started: Value = started.json().await.expect("json");
+    let t0 = std::time::Instant::now();
     let number = started["attempt"].as_u64().expect("attempt");
-    let mut pans = vec![0, 0];
+    let flashes: Vec<Flash> = serde_json::from_value(started["light"].clone()).expect("light");
+    assert!(flashes.len() >= 6, "{started}");
+    let mut engine =
+        FaceEngine::load(&ModelsDir::new(support::models_dir()), EngineOptions::default()).expect("engine");
+    let mut camera = Camera::new(Ambient::Office, number);
+    let straight = image::load_from_memory(&frame_for(0)).expect("decode").to_rgb8();
+    let now = || t0.elapsed().as_millis() as u64;
+    while now() < total_ms(&flashes) + 150 {
+        let t = now();
+        let lit = match light {
+            // The camera shows the screen about 50 ms late.
+            Light::Reflected => lit_at(&flashes, t as i64 - 50),
+            Light::Ignored => [0.0; 3],
+        };
+        let jpeg = lit_jpeg(&mut engine, &straight, lit, &mut camera).expect("a face to light");
+        let r = frame_at(app, token, session, number, jpeg, &format!("capturedMs={t}")).await;
+        assert_eq!(r.status(), 200);
+        let body: Value = r.json().await.expect("json");
+        // The next movement and whether the face is usable; never the
+        // server's yaw estimate or light measures, which an attacker could
+        // tune a replay to.
+        assert!(
+            body["face"].get("yaw").is_none() && body.get("parallax").is_none() && body.get("light").is_none(),
+            "{body}"
+        );
+    }
+    let mut pans = vec![0];
     for c in started["challenges"].as_array().expect("challenges") {
         pans.extend(path_for(c.as_str().expect("name")));
     }
     for pan in pans {
-        let r = frame(app, token, session, number, frame_for(pan)).await;
+        // At the SDK's pace, so turns come a human reaction after the prompt.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let query = format!("capturedMs={}", now());
+        let r = frame_at(app, token, session, number, frame_for(pan), &query).await;
         assert_eq!(r.status(), 200);
-        // The next movement and whether the face is usable; never the
-        // server's yaw estimate, which an attacker could tune a replay to.
-        let body: Value = r.json().await.expect("json");
-        assert!(
-            body["face"].get("yaw").is_none() && body.get("parallax").is_none(),
-            "{body}"
-        );
     }
     finish(app, token, session, number).await
+}
+
+/// A live user's attempt.
+async fn attempt(app: &TestApp, token: &str, session: &str, frame_for: &dyn Fn(i32) -> Vec<u8>) -> Value {
+    attempt_lit(app, token, session, frame_for, Light::Reflected).await
 }
 
 #[tokio::test]
@@ -135,6 +198,16 @@ async fn a_real_head_turn_matches_and_the_result_is_signed() {
     assert_eq!(face["match"], true, "{claims}");
     assert!(face["matchLevel"].as_u64().expect("level") >= 3, "{claims}");
     assert!(face["falseAcceptRate"].as_f64().expect("far") < 1e-3);
+    // The light challenge's evidence, and which sequence it was (a digest
+    // with the nonce, so the sequence itself stays private).
+    let light = &face["liveness"]["light"];
+    assert!(light["fit"].as_f64().expect("fit") >= 0.5, "{claims}");
+    assert!(light["flashesRight"].as_u64().expect("right") >= 7, "{claims}");
+    assert!(
+        face["liveness"]["lightSequence"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("sha256:"))
+    );
     // The backend fetches the same result, and the audit image it names.
     let info = app
         .http
@@ -188,6 +261,77 @@ async fn a_real_head_turn_matches_and_the_result_is_signed() {
         .await
         .expect("request");
     assert_error(gone, 404, "not_found").await;
+}
+
+#[tokio::test]
+async fn a_replay_of_a_real_head_turn_fails_the_light_challenge() {
+    let Some(root) = dataset_or_skip("headpose", "a_replay_of_a_real_head_turn_fails_the_light_challenge") else {
+        return;
+    };
+    let app = TestApp::spawn().await;
+    let token = app.token(&app.client("acme", "face:session")).await;
+    let person = Person::load(&root, 1);
+    let created = create_session(&app, &token, &person.image(2, 0), json!({})).await;
+    let session = created["sessionId"].as_str().expect("id");
+    // Real parallax, the movements as asked, but frames recorded before the
+    // sequence was drawn: the colours never reach the face.
+    let outcome = attempt_lit(&app, &token, session, &|pan| person.image(1, pan), Light::Ignored).await;
+    assert_eq!(outcome["status"], "FACE_LIVENESS_FAILED", "{outcome}");
+    assert_eq!(
+        outcome["reason"], "the face did not reflect the screen's colours",
+        "{outcome}"
+    );
+    assert!(outcome["result"].is_null());
+}
+
+#[tokio::test]
+async fn frames_that_break_the_capture_protocol_fail_the_attempt_with_a_400() {
+    let app = TestApp::spawn().await;
+    let token = app.token(&app.client("acme", "face:session")).await;
+    let photo = sample("Female_40_1_1_1.jpg");
+    let created = create_session(&app, &token, &photo, json!({})).await;
+    let session = created["sessionId"].as_str().expect("id");
+    let small = jpeg(
+        &image::load_from_memory(&photo)
+            .expect("decode")
+            .thumbnail(640, 640)
+            .to_rgb8(),
+    );
+    let broken: [(&[&str], &str); 3] = [
+        (&[""], "a frame came without its capture time"),
+        (&["capturedMs=soon"], "capturedMs must be whole milliseconds"),
+        (&["capturedMs=30", "capturedMs=20"], "frames came out of order"),
+    ];
+    for (i, (queries, message)) in broken.iter().enumerate() {
+        let started: Value = start(&app, &token, session).await.json().await.expect("json");
+        let n = started["attempt"].as_u64().expect("attempt");
+        let (last, first) = queries.split_last().expect("a query");
+        for q in first {
+            assert_eq!(frame_at(&app, &token, session, n, small.clone(), q).await.status(), 200);
+        }
+        let body = assert_error(
+            frame_at(&app, &token, session, n, small.clone(), last).await,
+            400,
+            "invalid_request",
+        )
+        .await;
+        let said = body["message"].as_str().expect("message");
+        assert!(
+            said.starts_with(message) && said.ends_with("the attempt failed"),
+            "{said}"
+        );
+        // The attempt is over and counted: no more frames, no finish.
+        let again = frame_at(&app, &token, session, n, small.clone(), "capturedMs=900").await;
+        let expected = if i < 2 { 409 } else { 410 };
+        assert_eq!(again.status(), expected, "attempt {n}");
+    }
+    // Three broken attempts used up the session.
+    assert_error(
+        start(&app, &token, session).await,
+        410,
+        "SESSION_INVALIDATED_FACE_RECOGNITION_TOO_MANY_ATTEMPTS",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -343,7 +487,8 @@ async fn expired_sessions_are_swept_from_storage() {
         .expect("decode")
         .thumbnail(640, 640)
         .to_rgb8();
-    assert_eq!(frame(&app, &token, &session, n, jpeg(&small)).await.status(), 200);
+    let r = frame_at(&app, &token, &session, n, jpeg(&small), "capturedMs=40").await;
+    assert_eq!(r.status(), 200);
     assert_eq!(app.state.store.count_frames(&session).expect("count"), 1);
     tokio::time::sleep(std::time::Duration::from_millis(3500)).await;
     assert!(

@@ -53,6 +53,11 @@ pub struct Attempt {
     pub number: u8,
     /// The challenge names, comma-separated, in order.
     pub challenges: String,
+    /// The light sequence, `COLOUR:ms` comma-separated (secret until the
+    /// attempt starts).
+    pub light: String,
+    /// The camera's label as the browser reported it (empty if unknown).
+    pub camera: String,
     pub nonce: String,
     /// Unix milliseconds.
     pub started_at_ms: i64,

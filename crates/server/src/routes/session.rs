@@ -2,10 +2,12 @@
 //! protocol under `/api/v1/face/sessions/{sessionId}/attempts`.
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Multipart, Path, Request, State};
+use axum::extract::{FromRequest, Multipart, Path, RawQuery, Request, State};
 use axum::http::{StatusCode, header};
 use facegate_auth::{Permission, tokens};
 use facegate_liveness::gates::frame_issue;
+use facegate_liveness::light::Flash;
+use facegate_liveness::timing::violation;
 use facegate_liveness::{Challenge, Policy, TraceStatus, assess, observe, progress};
 use facegate_storage::{Frame, NewSession, StoreError};
 use facegate_vision::MODEL_VERSION;
@@ -17,7 +19,9 @@ use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::extract::{ApiJson, check_image_size, match_level};
 use crate::inference::Admitted;
-use crate::sessions::{self, FRAME_INTERVAL_MS, MAX_ATTEMPTS, MAX_FRAME_SIDE, MAX_FRAMES, REFUSED_FRAME_SIDE};
+use crate::sessions::{
+    self, FRAME_INTERVAL_MS, LIGHT_FRAME_INTERVAL_MS, MAX_ATTEMPTS, MAX_FRAME_SIDE, MAX_FRAMES, REFUSED_FRAME_SIDE,
+};
 use crate::state::AppState;
 
 /// The JSON form of the request; the multipart form has the same fields
@@ -189,7 +193,13 @@ pub struct StartAttemptRequest {
     pub max_attempts: Option<i64>,
     /// May raise the session's minimumMatchLevel (1..5), never lower it.
     pub minimum_match_level: Option<i64>,
+    /// The camera's label (`MediaStreamTrack.label`), kept as evidence;
+    /// at most 200 characters.
+    pub camera_label: Option<String>,
 }
+
+/// Longest camera label accepted.
+const MAX_CAMERA_LABEL: usize = 200;
 
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -199,10 +209,18 @@ pub struct StartAttemptResponse {
     /// The movements to make, in order.
     #[schema(value_type = Vec<String>, example = json!(["TURN_LEFT", "LOOK_STRAIGHT", "TURN_RIGHT"]))]
     pub challenges: Vec<Challenge>,
+    /// The light challenge, shown first: fill the screen around the face
+    /// guide with each colour for its duration, starting at once, while the
+    /// user looks straight at the camera. Each frame's `capturedMs` places
+    /// it on this timeline.
+    #[schema(value_type = Vec<Object>, example = json!([{"colour": "RED", "durationMs": 310}, {"colour": "CYAN", "durationMs": 265}]))]
+    pub light: Vec<Flash>,
     /// Echoed in the signed result, to bind it to this attempt.
     pub nonce: String,
-    /// Send a frame about this often.
+    /// Send a frame about this often (during the light sequence, as often
+    /// as answers come back but no more than every `lightFrameIntervalMs`).
     pub frame_interval_ms: u64,
+    pub light_frame_interval_ms: u64,
     /// Scale frames so that neither side exceeds this.
     pub max_frame_side: u32,
     pub max_frames: usize,
@@ -248,15 +266,24 @@ pub async fn start_attempt(
         Some(n) => match_level(n)?.max(session.minimum_match_level),
         None => session.minimum_match_level,
     };
+    let camera = request.camera_label.unwrap_or_default();
+    if camera.chars().count() > MAX_CAMERA_LABEL || camera.chars().any(char::is_control) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidRequest,
+            format!("cameraLabel must be at most {MAX_CAMERA_LABEL} printable characters"),
+        ));
+    }
     let policy = Policy::default();
-    let attempt = sessions::start_attempt(&state, session, max_attempts, level).await?;
+    let attempt = sessions::start_attempt(&state, session, max_attempts, level, camera).await?;
     Ok((
         StatusCode::CREATED,
         axum::Json(StartAttemptResponse {
             attempt: attempt.number,
             challenges: sessions::challenges_of(&attempt),
+            light: sessions::plan_of(&attempt)?.light,
             nonce: attempt.nonce,
             frame_interval_ms: FRAME_INTERVAL_MS,
+            light_frame_interval_ms: LIGHT_FRAME_INTERVAL_MS,
             max_frame_side: MAX_FRAME_SIDE,
             max_frames: MAX_FRAMES,
             challenge_timeout_ms: policy.challenge_timeout_ms,
@@ -295,15 +322,38 @@ pub struct FrameResponse {
     pub complete: bool,
 }
 
+/// The `capturedMs` query parameter: None when absent, an error when not
+/// a whole number (hand-parsed: one integer does not need a form decoder).
+fn captured_ms(query: Option<&str>) -> Result<Option<u64>, &'static str> {
+    let Some(value) = query
+        .unwrap_or_default()
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("capturedMs="))
+    else {
+        return Ok(None);
+    };
+    value
+        .parse()
+        .map(Some)
+        .map_err(|_| "capturedMs must be whole milliseconds since the attempt started")
+}
+
 /// Upload one frame (the body is the JPEG).
+///
+/// Frames that break the capture protocol (no `capturedMs`, times out of
+/// order, bursts faster than a camera, gaps in the light sequence, frames
+/// held back) fail the attempt at once with a 400 saying which rule.
 #[utoipa::path(
     post, path = "/api/v1/face/sessions/{sessionId}/attempts/{attempt}/frames", tag = "session",
-    params(("sessionId" = String, Path), ("attempt" = u8, Path)),
+    params(
+        ("sessionId" = String, Path), ("attempt" = u8, Path),
+        ("capturedMs" = u64, Query, description = "When the SDK captured the frame: ms since it received the attempt"),
+    ),
     request_body(content = Vec<u8>, content_type = "image/jpeg"),
     security(("bearer" = ["face:session", "face:session:capture"])),
     responses(
         (status = 200, description = "The frame's analysis and the attempt's progress", body = FrameResponse),
-        (status = 400, description = "Not an image, corrupt, or larger than 1280 px", body = ErrorBody),
+        (status = 400, description = "Not an image, corrupt, larger than 1280 px, or the capture protocol broken (the attempt then fails)", body = ErrorBody),
         (status = 404, description = "SESSION_EXPIRED_OR_NOT_FOUND", body = ErrorBody),
         (status = 409, description = "attempt_not_active: another attempt is current, or this one timed out or has too many frames", body = ErrorBody),
         (status = 410, description = "SESSION_INVALIDATED_FACE_RECOGNITION_TOO_MANY_ATTEMPTS", body = ErrorBody),
@@ -317,11 +367,17 @@ pub async fn upload_frame(
     Admitted(admission): Admitted<1>,
     caller: Caller,
     Path((session_id, number)): Path<(String, u8)>,
+    RawQuery(query): RawQuery,
     body: Bytes,
 ) -> Result<axum::Json<FrameResponse>, ApiError> {
     let session = sessions::open_session(&state, &caller, &session_id).await?;
     let attempt = current_attempt(&session, number)?;
+    let plan = sessions::plan_of(&attempt)?;
     let policy = Policy::default();
+    let captured = match captured_ms(query.as_deref()) {
+        Ok(c) => c,
+        Err(why) => return Err(sessions::protocol_broken(&state, &attempt, &session_id, why).await),
+    };
     let at_ms = u64::try_from(sessions::now_ms() - attempt.started_at_ms).unwrap_or(0);
     if at_ms > policy.attempt_timeout_ms {
         return Err(ApiError::new(
@@ -352,17 +408,22 @@ pub async fn upload_frame(
         })
         .await
         .unwrap_or_else(|e| Err(ApiError::internal(e)));
-    let (observation, jpeg) = observation?;
-    let seq = u32::try_from(frames.len()).map_err(ApiError::internal)?;
-    store_frame(&state, &session_id, number, seq, &observation, &jpeg).await?;
+    let (mut observation, jpeg) = observation?;
+    observation.captured_ms = captured;
     let issue = frame_issue(&observation, &policy.gates);
     let face = FrameFace {
         found: observation.face.is_some(),
         faces: observation.faces_found,
     };
     frames.push(observation);
-    let challenges = sessions::challenges_of(&attempt);
-    let walk = progress(&challenges, &frames, &policy);
+    if let Some(why) = violation(&frames, plan.light_ms(), &policy.pacing) {
+        return Err(sessions::protocol_broken(&state, &attempt, &session_id, why).await);
+    }
+    let seq = u32::try_from(frames.len() - 1).map_err(ApiError::internal)?;
+    let last = frames.last().ok_or_else(|| ApiError::internal("no frame"))?;
+    store_frame(&state, &session_id, number, seq, last, &jpeg).await?;
+    let challenges = plan.challenges.as_slice();
+    let walk = progress(&plan, &frames, &policy);
     Ok(axum::Json(FrameResponse {
         seq,
         at_ms,
@@ -467,7 +528,7 @@ pub async fn finish(
     let session = sessions::open_session(&state, &caller, &session_id).await?;
     let attempt = current_attempt(&session, number)?;
     let frames = sessions::observations(&state, &session_id, number).await?;
-    let verdict = assess(&sessions::challenges_of(&attempt), &frames, &Policy::default());
+    let verdict = assess(&sessions::plan_of(&attempt)?, &frames, &Policy::default());
     let attempts_left = attempt.max_attempts.saturating_sub(attempt.number);
     if !verdict.live {
         let invalidate = attempts_left == 0;

@@ -101,6 +101,10 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (tenant_id, pattern)
     );
 "#,
+    r#"
+    ALTER TABLE sessions ADD COLUMN attempt_light TEXT;
+    ALTER TABLE sessions ADD COLUMN attempt_camera TEXT;
+"#,
 ];
 
 pub struct SqliteStore {

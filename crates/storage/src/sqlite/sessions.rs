@@ -8,7 +8,7 @@ use crate::{Result, StoreError, Timestamp};
 
 const SESSION_COLUMNS: &str = "id, tenant_id, client_id, created_at, expires_at, max_attempts, minimum_match_level,
     attempts_used, state, model_version, id_template, attempt_number, attempt_challenges, attempt_nonce,
-    attempt_started_ms, attempt_max, attempt_level, result, audit_image_id, keep_until";
+    attempt_started_ms, attempt_max, attempt_level, result, audit_image_id, keep_until, attempt_light, attempt_camera";
 
 fn session_row(r: &rusqlite::Row) -> rusqlite::Result<Session> {
     let state: String = r.get(8)?;
@@ -16,6 +16,8 @@ fn session_row(r: &rusqlite::Row) -> rusqlite::Result<Session> {
         Some(number) => Some(Attempt {
             number,
             challenges: r.get(12)?,
+            light: r.get::<_, Option<String>>(20)?.unwrap_or_default(),
+            camera: r.get::<_, Option<String>>(21)?.unwrap_or_default(),
             nonce: r.get(13)?,
             started_at_ms: r.get(14)?,
             max_attempts: r.get(15)?,
@@ -84,7 +86,7 @@ impl SessionStore for SqliteStore {
         tx.execute("DELETE FROM session_frames WHERE session_id = ?1", [session_id])?;
         let changed = tx.execute(
             "UPDATE sessions SET attempt_number = ?2, attempt_challenges = ?3, attempt_nonce = ?4,
-             attempt_started_ms = ?5, attempt_max = ?6, attempt_level = ?7
+             attempt_started_ms = ?5, attempt_max = ?6, attempt_level = ?7, attempt_light = ?8, attempt_camera = ?9
              WHERE id = ?1 AND state = 'open'",
             params![
                 session_id,
@@ -93,7 +95,9 @@ impl SessionStore for SqliteStore {
                 a.nonce,
                 a.started_at_ms,
                 a.max_attempts,
-                a.minimum_match_level
+                a.minimum_match_level,
+                a.light,
+                a.camera
             ],
         )?;
         tx.commit()?;
@@ -296,6 +300,8 @@ mod tests {
         Attempt {
             number,
             challenges: "TURN_LEFT,TURN_RIGHT".into(),
+            light: "RED:300,CYAN:250".into(),
+            camera: "FaceTime HD Camera".into(),
             nonce: "n".into(),
             started_at_ms: 1000,
             max_attempts: 2,
