@@ -88,6 +88,7 @@ const STYLE = `
 .fg-retry{background:#2563eb;color:#fff}.fg-cancel{background:#334155;color:#fff}
 .fg-root[data-state=done] .fg-prompt{color:#86efac}
 .fg-root[data-met] .fg-oval{stroke:#22c55e;stroke-width:6}
+.fg-root[data-light] .fg-prompt,.fg-root[data-light] .fg-title{background:rgba(15,23,42,.85);border-radius:10px;padding:6px 10px}
 .fg-root[data-met] .fg-prompt{color:#86efac}
 .fg-root[data-state=retry] .fg-prompt,.fg-root[data-state=error] .fg-prompt{color:#fca5a5}
 `;

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use facegate_eval::light_sim::{LightOutcome, evaluate};
+use facegate_eval::light_sim::{LightOutcome, Photos, evaluate};
 use facegate_liveness::light::LightPolicy;
 use facegate_vision::ModelsDir;
 use serde::Serialize;
@@ -33,6 +33,14 @@ fn condition_name(o: &LightOutcome) -> String {
     format!("{:?}/{:?}/{:?}", c.ambient, c.distance, c.tone).to_lowercase()
 }
 
+/// `replay`, `wrong_sequence`, … as in the JSON of the attack.
+fn attack_name(o: &LightOutcome) -> String {
+    serde_json::to_value(o.attack)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default()
+}
+
 fn tally(
     outcomes: &[&LightOutcome],
     error: impl Fn(&LightOutcome) -> bool,
@@ -57,23 +65,33 @@ pub fn report(outcomes: &[LightOutcome]) -> LightReport {
     let attacks: Vec<&LightOutcome> = outcomes.iter().filter(|o| o.attack.is_some()).collect();
     LightReport {
         bpcer: tally(&live, |o| !o.passed, condition_name),
-        apcer: tally(&attacks, |o| o.passed, |o| format!("{:?}", o.attack).to_lowercase()),
+        apcer: tally(&attacks, |o| o.passed, attack_name),
     }
 }
 
 /// Runs the simulation, prints its table (or JSON), and writes every
 /// attempt's evidence to `dump` when given.
-pub fn run(
-    models: &ModelsDir,
-    datasets: &Path,
-    workers: usize,
-    genuine: usize,
-    json: bool,
-    dump: Option<PathBuf>,
-) -> Result<LightReport> {
+/// What to simulate and where the evidence goes.
+pub struct LightRun {
+    pub workers: usize,
+    pub photos: Photos,
+    pub genuine: usize,
+    pub json: bool,
+    pub dump: Option<PathBuf>,
+}
+
+pub fn run(models: &ModelsDir, datasets: &Path, opts: LightRun) -> Result<LightReport> {
     let head = datasets.join("headpose");
     eprintln!("simulating the light challenge on {}", head.display());
-    let outcomes = evaluate(models, workers, &head, genuine, &LightPolicy::default())?;
+    let (genuine, json, dump) = (opts.genuine, opts.json, opts.dump);
+    let outcomes = evaluate(
+        models,
+        opts.workers,
+        &head,
+        opts.photos,
+        genuine,
+        &LightPolicy::default(),
+    )?;
     if let Some(path) = dump {
         std::fs::write(&path, serde_json::to_vec(&outcomes)?).with_context(|| format!("writing {}", path.display()))?;
     }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use facegate_eval::datasets::datasets_dir;
+use facegate_eval::light_sim::Photos;
 use facegate_eval::liveness::{Kind, Outcome, build_suite, judge, observe_sources, report, split};
 use facegate_liveness::Policy;
 use facegate_vision::ModelsDir;
@@ -39,6 +40,12 @@ pub struct LivenessArgs {
     /// Write every light-challenge attempt's evidence here (JSON).
     #[arg(long)]
     light_dump: Option<PathBuf>,
+    /// Film only the development (01-04) or test (05-08) people's photos.
+    #[arg(long, value_parser = ["dev", "test"])]
+    light_split: Option<String>,
+    /// Film only Pointing'04 series 1 or 2.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=2))]
+    light_series: Option<u8>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -58,10 +65,20 @@ pub fn run(models: &ModelsDir, args: LivenessArgs) -> Result<()> {
         _ => Some(crate::light_eval::run(
             models,
             &dir,
-            args.workers,
-            args.light_genuine,
-            args.json,
-            args.light_dump.clone(),
+            crate::light_eval::LightRun {
+                workers: args.workers,
+                photos: Photos {
+                    split: match args.light_split.as_deref() {
+                        Some("dev") => Some("dev"),
+                        Some(_) => Some("test"),
+                        None => None,
+                    },
+                    series: args.light_series,
+                },
+                genuine: args.light_genuine,
+                json: args.json,
+                dump: args.light_dump.clone(),
+            },
         )?),
     };
     if args.only == Part::Light {

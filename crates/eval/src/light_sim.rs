@@ -272,8 +272,8 @@ impl Camera {
         let target_balance = mean.map(|m| grey / m.max(1e-6));
         let (a, b) = if self.started { (0.35, 0.25) } else { (1.0, 1.0) };
         self.gain += a * (target_gain - self.gain);
-        for c in 0..3 {
-            self.balance[c] += b * (target_balance[c] - self.balance[c]);
+        for (balance, target) in self.balance.iter_mut().zip(target_balance) {
+            *balance += b * (target - *balance);
         }
         self.started = true;
     }
@@ -478,18 +478,35 @@ struct Job {
     seed: u64,
 }
 
-/// Every Pointing'04 frontal photo under every condition, `genuine` live
-/// attempts each and one of each attack, judged by `policy`.
+/// Which Pointing'04 frontal photos to film.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Photos {
+    /// Only the development people (01-04) or only the test people (05-08).
+    pub split: Option<&'static str>,
+    /// Only this series (1 or 2).
+    pub series: Option<u8>,
+}
+
+/// Every selected Pointing'04 frontal photo under every condition,
+/// `genuine` live attempts each and one of each attack, judged by `policy`.
 pub fn evaluate(
     models: &ModelsDir,
     workers: usize,
     headpose_dir: &Path,
+    photos: Photos,
     genuine: usize,
     policy: &LightPolicy,
 ) -> Result<Vec<LightOutcome>, EvalError> {
     let index = headpose::index(headpose_dir)?;
+    let chosen = |p: &Pose| {
+        let split = if DEV_PEOPLE.contains(&p.person) { "dev" } else { "test" };
+        p.tilt == 0
+            && p.pan == 0
+            && photos.split.is_none_or(|s| s == split)
+            && photos.series.is_none_or(|s| s == p.series)
+    };
     let mut jobs = Vec::new();
-    for (pose, path) in index.iter().filter(|(p, _)| p.tilt == 0 && p.pan == 0) {
+    for (pose, path) in index.iter().filter(|(p, _)| chosen(p)) {
         for condition in Condition::all() {
             let attacks = std::iter::repeat_n(None, genuine).chain(Attack::ALL.map(Some));
             for attack in attacks {

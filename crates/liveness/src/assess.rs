@@ -254,11 +254,11 @@ pub fn assess(plan: &Plan, frames: &[Observation], policy: &Policy) -> Verdict {
         min_reference: None,
         light: None,
     };
-    if !plan.light.is_empty() {
-        if let Some(reason) = violation(frames, plan.light_ms(), &policy.pacing) {
-            verdict.reason = reason;
-            return verdict;
-        }
+    if !plan.light.is_empty()
+        && let Some(reason) = violation(frames, plan.light_ms(), &policy.pacing)
+    {
+        verdict.reason = reason;
+        return verdict;
     }
     if walk.met.len() < challenges.len() {
         if usable_frames * 2 < frames.len() {

@@ -364,14 +364,17 @@ fn colour_chroma(c: Colour) -> [f64; 3] {
     chromaticity(c.rgb())
 }
 
+/// One frame's (x, y): the flash's chromaticity and the measured one.
+type Pair = ([f64; 3], [f64; 3]);
+
 /// Least-squares slope of `y` on `x` pooled over the channels, each
 /// channel with its own intercept; with the intercepts and R².
-fn pooled_fit(samples: &[([f64; 3], [f64; 3])]) -> Option<(f64, [f64; 3], f64)> {
+fn pooled_fit(samples: &[Pair]) -> Option<(f64, [f64; 3], f64)> {
     let n = samples.len() as f64;
     if samples.len() < 2 {
         return None;
     }
-    let mean = |pick: &dyn Fn(&([f64; 3], [f64; 3])) -> f64| samples.iter().map(pick).sum::<f64>() / n;
+    let mean = |pick: &dyn Fn(&Pair) -> f64| samples.iter().map(pick).sum::<f64>() / n;
     let mx: [f64; 3] = std::array::from_fn(|c| mean(&|s| s.0[c]));
     let my: [f64; 3] = std::array::from_fn(|c| mean(&|s| s.1[c]));
     let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
@@ -410,12 +413,12 @@ fn fit_at(flashes: &[Flash], points: &[Point], lag: i64, policy: &LightPolicy) -
             (since >= policy.settle_ms && left >= policy.guard_ms).then_some((i, p))
         })
         .collect();
-    let skin: Vec<([f64; 3], [f64; 3])> = used
+    let skin: Vec<Pair> = used
         .iter()
         .map(|(i, p)| (colour_chroma(flashes[*i].colour), p.ratio))
         .collect();
     let (response, base, r2) = pooled_fit(&skin)?;
-    let background: Vec<([f64; 3], [f64; 3])> = used
+    let background: Vec<Pair> = used
         .iter()
         .map(|(i, p)| (colour_chroma(flashes[*i].colour), p.chroma))
         .collect();

@@ -210,6 +210,10 @@ pub struct LivenessClaim {
     pub challenges: Vec<Challenge>,
     pub parallax: Option<f64>,
     pub frames: usize,
+    /// The identity check's lowest similarities: a frame with the next
+    /// usable one, and a near-frontal frame with the reference.
+    pub min_neighbour: Option<f32>,
+    pub min_reference: Option<f32>,
     /// The light challenge: which sequence (digest with the nonce) and what
     /// the face's reflection measured.
     pub light_sequence: String,
@@ -276,6 +280,8 @@ pub async fn issue_result(
             challenges: challenges_of(attempt),
             parallax: verdict.parallax,
             frames: frames.len(),
+            min_neighbour: verdict.min_neighbour,
+            min_reference: verdict.min_reference,
             light_sequence: light_digest(attempt),
             light: verdict.light.clone(),
             camera: Some(attempt.camera.clone()).filter(|c| !c.is_empty()),
