@@ -507,10 +507,12 @@ pub fn evaluate(
     };
     let mut jobs = Vec::new();
     for (pose, path) in index.iter().filter(|(p, _)| chosen(p)) {
-        for condition in Condition::all() {
+        for (c, condition) in Condition::all().into_iter().enumerate() {
             let attacks = std::iter::repeat_n(None, genuine).chain(Attack::ALL.map(Some));
-            for attack in attacks {
-                let seed = jobs.len() as u64 * 7919 + 17;
+            for (k, attack) in attacks.enumerate() {
+                // From the photo, condition and attempt alone, so a subset
+                // run films exactly what the full run does.
+                let seed = ((u64::from(pose.person) * 3 + u64::from(pose.series)) * 64 + c as u64) * 64 + k as u64;
                 jobs.push(Job {
                     pose: *pose,
                     path: path.clone(),
