@@ -311,14 +311,15 @@ class FaceSession {
 
   /** Shows each colour of `light` for its duration from `started`; resolves when done. */
   async flash(light, started) {
+    const run = (this.flashing = {});
     let at = 0;
     for (const { colour, durationMs } of light) {
-      if (this.cancelled) break;
+      if (this.cancelled || this.flashing !== run) break;
       this.view.light(colour);
       at += durationMs;
       await sleep(Math.max(0, started + at - performance.now()));
     }
-    this.view.light(null);
+    if (this.flashing === run) this.view.light(null);
   }
 
   async attempt() {
@@ -343,7 +344,18 @@ class FaceSession {
       const lit = tick - started < lightMs;
       const capturedMs = Math.round(performance.now() - started);
       const jpeg = await this.grab(plan.maxFrameSide);
-      const r = await this.api(`/attempts/${plan.attempt}/frames?capturedMs=${capturedMs}`, { headers: { "Content-Type": "image/jpeg" }, body: jpeg });
+      let r;
+      try {
+        r = await this.api(`/attempts/${plan.attempt}/frames?capturedMs=${capturedMs}`, { headers: { "Content-Type": "image/jpeg" }, body: jpeg });
+      } catch (e) {
+        // A frame the server refused as breaking the capture protocol (a
+        // stalled camera, a clock jump) ended the attempt: offer a retry.
+        if (e.data?.code !== "invalid_request") throw e;
+        this.flashing = null;
+        this.view.light(null);
+        const left = plan.attemptsLeft;
+        return { status: "FACE_LIVENESS_FAILED", reason: e.message, attemptsLeft: left, sessionClosed: left === 0 };
+      }
       if (r.notActive) break;
       this.view.steps(plan.challenges.length, r.challengesMet);
       if (performance.now() - started >= lightMs) this.prompt(r.nextChallenge, r.status, r.challengesMet > met);

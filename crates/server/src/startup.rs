@@ -258,6 +258,26 @@ pub fn router(state: AppState) -> Router {
         }),
         )
         .layer(SetRequestIdLayer::new(X_REQUEST_ID, MakeRequestUuid))
+        .layer(axum::middleware::map_request(safe_request_id))
+}
+
+/// Drops a caller's `X-Request-Id` unless it is a short, safe token, so
+/// that a fresh one is made: the id is echoed and written into every log
+/// line of the request, and an arbitrary one could forge or flood them.
+async fn safe_request_id(mut request: axum::extract::Request) -> axum::extract::Request {
+    let safe = request
+        .headers()
+        .get(X_REQUEST_ID)
+        .is_some_and(|v| is_safe_request_id(v.as_bytes()));
+    if !safe {
+        request.headers_mut().remove(X_REQUEST_ID);
+    }
+    request
+}
+
+/// 1-64 characters of letters, digits and `-_.:`.
+fn is_safe_request_id(id: &[u8]) -> bool {
+    (1..=64).contains(&id.len()) && id.iter().all(|c| c.is_ascii_alphanumeric() || b"-_.:".contains(c))
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

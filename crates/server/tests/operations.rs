@@ -70,6 +70,23 @@ async fn framework_errors_use_the_error_shape() {
         .await
         .expect("req");
     assert_eq!(response.headers()["x-request-id"], "abc-123");
+    // An id that could forge or flood log lines is replaced by a fresh one.
+    let long = "a".repeat(65);
+    for unsafe_id in [long.as_str(), "abc 123", "abc\tdef", "id\"=x", "\u{e9}t\u{e9}"] {
+        let response = app
+            .http
+            .get(app.url("/healthz"))
+            .header(
+                "x-request-id",
+                reqwest::header::HeaderValue::from_bytes(unsafe_id.as_bytes()).expect("value"),
+            )
+            .send()
+            .await
+            .expect("req");
+        let echoed = response.headers()["x-request-id"].to_str().expect("ascii");
+        assert_ne!(echoed, unsafe_id);
+        assert!(uuid::Uuid::parse_str(echoed).is_ok(), "{echoed}");
+    }
 }
 
 #[tokio::test]
