@@ -15,6 +15,7 @@ pub mod cors;
 pub mod error;
 pub mod extract;
 pub mod gallery;
+pub mod headers;
 pub mod inference;
 pub mod limiter;
 pub mod reindex;

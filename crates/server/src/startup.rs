@@ -240,6 +240,7 @@ pub fn router(state: AppState) -> Router {
         .with_state(state);
     api.layer(CatchPanicLayer::new())
         .layer(axum::middleware::from_fn(render_errors))
+        .layer(axum::middleware::from_fn(crate::headers::security_headers))
         .layer(PropagateRequestIdLayer::new(X_REQUEST_ID))
         .layer(
             TraceLayer::new_for_http()

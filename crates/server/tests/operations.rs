@@ -90,6 +90,31 @@ async fn framework_errors_use_the_error_shape() {
 }
 
 #[tokio::test]
+async fn responses_carry_security_headers_and_faces_are_never_cached() {
+    let app = TestApp::spawn_with(|c| c.demo = true).await;
+    let token = app.token(&app.client("acme", "face:match")).await;
+    let photo = sample("Female_40_1_1_1.jpg");
+    let matched = app.match_images(&token, &photo, &photo, None).await;
+    let refused = app.get("/api/v1/face/one-to-n/search/nope").await;
+    for response in [&matched, &refused] {
+        let h = response.headers();
+        assert_eq!(h["cache-control"], "no-store", "{h:?}");
+        assert_eq!(h["x-content-type-options"], "nosniff");
+        assert_eq!(h["x-frame-options"], "DENY");
+        assert_eq!(h["referrer-policy"], "no-referrer");
+    }
+    for page in ["/docs", "/demo"] {
+        let r = app.get(page).await;
+        assert_eq!(r.status(), 200, "{page}");
+        let csp = r.headers()["content-security-policy"].to_str().expect("csp");
+        assert!(csp.contains("frame-ancestors 'none'"), "{page}: {csp}");
+    }
+    // Public, versioned material may be cached.
+    let sdk = app.get("/sdk/facegate.js").await;
+    assert!(sdk.headers().get("cache-control").is_none_or(|v| v != "no-store"));
+}
+
+#[tokio::test]
 async fn shutdown_finishes_in_flight_requests() {
     let mut app = TestApp::spawn().await;
     let token = app.token(&app.client("acme", "face:match")).await;
