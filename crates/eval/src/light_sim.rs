@@ -345,7 +345,8 @@ fn add_gloss(scene: &mut [[f64; 3]], width: u32, g: &Gloss, colour: [f64; 3]) {
     }
 }
 
-fn jpeg_round_trip(image: RgbImage, quality: u8) -> RgbImage {
+/// `image` as a JPEG of `quality` decodes (itself if encoding fails).
+pub(crate) fn jpeg_round_trip(image: RgbImage, quality: u8) -> RgbImage {
     let mut bytes = Vec::new();
     let encoded = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, quality).encode_image(&image);
     encoded

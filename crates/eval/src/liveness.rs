@@ -439,12 +439,7 @@ pub fn low_light(image: &RgbImage, very: bool) -> RgbImage {
             *c = (f32::from(*c) * gain + noise).clamp(0.0, 255.0) as u8;
         }
     }
-    let mut jpeg = Vec::new();
-    let encoded = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, quality).encode_image(&out);
-    encoded
-        .ok()
-        .and_then(|()| image::load_from_memory(&jpeg).ok())
-        .map_or(out, |i| i.to_rgb8())
+    crate::light_sim::jpeg_round_trip(out, quality)
 }
 
 /// Analyses every source on `workers` threads (at_ms left at 0).
