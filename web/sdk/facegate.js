@@ -99,6 +99,16 @@ const svg = (tag, attrs) => {
   return el;
 };
 
+/** Whether `token` is a session's capture token (its payload's scope; read, not verified). */
+function isCaptureToken(token) {
+  try {
+    const payload = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    return JSON.parse(atob(payload)).scope === "face:session:capture";
+  } catch {
+    return false;
+  }
+}
+
 class OperationError extends Error {
   constructor(code, message, data) {
     super(message || code);
@@ -247,6 +257,10 @@ class FaceSession {
     if (response.ok) return body;
     const byStatus = { 401: ERRORS.UNAUTHORIZED, 403: ERRORS.FORBIDDEN, 404: ERRORS.SESSION_EXPIRED_OR_NOT_FOUND, 410: ERRORS.TOO_MANY_ATTEMPTS };
     if (response.status === 409) return { notActive: true };
+    // A capture token expires with its session: to the user, the link expired.
+    if (body.code === "token_expired" && isCaptureToken(this.token)) {
+      throw new OperationError(ERRORS.SESSION_EXPIRED_OR_NOT_FOUND, body.message, body);
+    }
     throw new OperationError(byStatus[response.status] || ERRORS.UNEXPECTED_ERROR, body.message || response.statusText, body);
   }
 

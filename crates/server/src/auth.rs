@@ -48,7 +48,7 @@ impl FromRequestParts<AppState> for Caller {
             .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
             .ok_or_else(|| unauthorized("the Authorization header must be `Bearer <token>`"))?;
         let claims = tokens::verify(&state.keys(), &state.config.tokens, token.trim()).map_err(|e| match e {
-            TokenError::Expired => unauthorized("the token has expired"),
+            TokenError::Expired => ApiError::new(ErrorCode::TokenExpired, "the token has expired"),
             _ => unauthorized("the token is not valid"),
         })?;
         let client_id = claims.sub.clone();

@@ -4,8 +4,8 @@
 //! requests, and only for listed origins; every other API sends no CORS
 //! headers at all. A capture request names its session, so its origin is
 //! checked against that session's tenant. A token request's preflight
-//! carries no credentials, so its origin is checked against every tenant's
-//! list. A pattern matches the origin's host, whatever its scheme and port.
+//! carries no credentials, and an unknown or swept session has no tenant,
+//! so their origins are checked against every tenant's list. A pattern matches the origin's host, whatever its scheme and port.
 
 use std::net::Ipv4Addr;
 use std::time::Duration;
@@ -85,10 +85,10 @@ async fn allowed(state: AppState, origin: HeaderValue, path: String) -> bool {
     let tenant = match capture_session(&path) {
         Some(id) => {
             let id = id.to_string();
-            match state.store(move |s| s.session(&id)).await {
-                Ok(session) => Some(session.tenant_id),
-                Err(_) => return false,
-            }
+            // A session that expired and was swept has no tenant left; its
+            // 404 must still reach the SDK (which tells the user the link
+            // expired), so it is judged like the token endpoint's preflight.
+            state.store(move |s| s.session(&id)).await.ok().map(|s| s.tenant_id)
         }
         None if path == "/api/oauth/token" => None,
         None => return false,

@@ -30,6 +30,7 @@ pub enum ErrorCode {
     UnsupportedGrantType,
     InvalidClient,
     Unauthorized,
+    TokenExpired,
     Forbidden,
     NotFound,
     MethodNotAllowed,
@@ -44,7 +45,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for documentation and tests.
-    pub const ALL: [ErrorCode; 24] = {
+    pub const ALL: [ErrorCode; 25] = {
         use ErrorCode::*;
         [
             InvalidRequest,
@@ -61,6 +62,7 @@ impl ErrorCode {
             UnsupportedGrantType,
             InvalidClient,
             Unauthorized,
+            TokenExpired,
             Forbidden,
             NotFound,
             MethodNotAllowed,
@@ -79,7 +81,7 @@ impl ErrorCode {
         match self {
             InvalidRequest | InvalidBase64 | InvalidMatchLevel | InvalidImage | ImageTooSmall | NoFaceDetected
             | FaceTooSmall | UnsupportedGrantType => StatusCode::BAD_REQUEST,
-            InvalidClient | Unauthorized => StatusCode::UNAUTHORIZED,
+            InvalidClient | Unauthorized | TokenExpired => StatusCode::UNAUTHORIZED,
             Forbidden => StatusCode::FORBIDDEN,
             NotFound | SessionExpiredOrNotFound => StatusCode::NOT_FOUND,
             SessionInvalidated => StatusCode::GONE,
@@ -110,6 +112,9 @@ impl ErrorCode {
             UnsupportedGrantType => "unsupported_grant_type",
             InvalidClient => "invalid_client",
             Unauthorized => "unauthorized",
+            // Its own code so that a client can tell "get a new token" from
+            // "this token is wrong"; the SDK reads it as its session's end.
+            TokenExpired => "token_expired",
             Forbidden => "forbidden",
             NotFound => "not_found",
             MethodNotAllowed => "method_not_allowed",
@@ -228,7 +233,7 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
-        if self.code == ErrorCode::Unauthorized || self.code == ErrorCode::InvalidClient {
+        if matches!(self.code, ErrorCode::Unauthorized | ErrorCode::TokenExpired | ErrorCode::InvalidClient) {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

@@ -157,7 +157,7 @@ async fn invalid_bearer_tokens_get_401_and_missing_permissions_403() {
         &c.tenant,
         &c.id,
     );
-    assert_error(app.post_json(MATCH, &expired, &body).await, 401, "unauthorized").await;
+    assert_error(app.post_json(MATCH, &expired, &body).await, 401, "token_expired").await;
     // Wrong audience and wrong issuer.
     let aud = forge(
         &server_keys,
