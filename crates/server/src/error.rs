@@ -233,7 +233,10 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
-        if matches!(self.code, ErrorCode::Unauthorized | ErrorCode::TokenExpired | ErrorCode::InvalidClient) {
+        if matches!(
+            self.code,
+            ErrorCode::Unauthorized | ErrorCode::TokenExpired | ErrorCode::InvalidClient
+        ) {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
