@@ -35,6 +35,9 @@ pub struct Claims {
     pub iss: String,
     /// The client id.
     pub sub: String,
+    /// The client id again, under uqudo's (and RFC 9068's) name for it.
+    #[serde(default)]
+    pub client_id: String,
     pub aud: String,
     pub tenant: String,
     /// Space-separated permissions.
@@ -139,6 +142,7 @@ fn claims(
     Ok(Claims {
         iss: config.issuer.clone(),
         sub: client_id.into(),
+        client_id: client_id.into(),
         aud: config.audience.clone(),
         tenant: tenant_id.into(),
         scope,

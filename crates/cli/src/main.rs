@@ -80,6 +80,9 @@ fn main() -> anyhow::Result<()> {
     let models_dir = cli.models_dir.clone().unwrap_or_else(default_models_dir);
     let models = ModelsDir::new(&models_dir);
     let data_dir = cli.data_dir.clone().unwrap_or_else(|| PathBuf::from("data"));
+    if !matches!(cli.command, Command::Serve(_)) {
+        die_quietly_on_closed_pipe();
+    }
     match cli.command {
         Command::Serve(args) => serve::run(args, cli.data_dir, Some(models_dir)),
         Command::Tenant(cmd) => admin::tenant(&data_dir, cmd),
@@ -93,6 +96,19 @@ fn main() -> anyhow::Result<()> {
         Command::Calibrate(args) => calibrate::run(&models, &args),
         Command::Bench(cmd) => bench::run(&models, cmd),
         Command::Models(ModelsCommand::Verify) => verify(&models),
+    }
+}
+
+/// Restores the default SIGPIPE action, so that `facegate embed x.jpg |
+/// head -c 10` ends the way Unix tools do instead of panicking in
+/// `println!`: Rust ignores SIGPIPE, which turns a closed pipe into a write
+/// error. The server keeps ignoring it; its sockets report EPIPE as errors.
+fn die_quietly_on_closed_pipe() {
+    #[cfg(unix)]
+    // SAFETY: called before any other thread exists; SIG_DFL is a valid
+    // disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

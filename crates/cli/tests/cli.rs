@@ -298,3 +298,50 @@ fn tenant_origins_are_managed_from_the_cli() {
             .success()
     );
 }
+
+#[test]
+fn a_closed_pipe_ends_the_output_quietly() {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_facegate"))
+        .args(["embed", &sample("Female_40_1_1_1.jpg")])
+        .env("FACEGATE_MODELS_DIR", models_dir())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("facegate runs");
+    // The reader goes away before the vector is written, as `| head -c 0` would.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("exits");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_ne!(out.status.code(), Some(101), "{stderr}");
+}
+
+#[test]
+fn server_logs_carry_no_colour_codes_off_a_terminal() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let data = tempfile::tempdir().expect("tempdir");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_facegate"))
+        .arg("--data-dir")
+        .arg(data.path())
+        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "text"])
+        .env("FACEGATE_MODELS_DIR", models_dir())
+        .env_remove("RUST_LOG")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("facegate serve runs");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = Vec::new();
+    for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+        let done = line.contains("calibration in force");
+        lines.push(line);
+        if done || lines.len() > 50 {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(lines.iter().any(|l| l.contains("calibration in force")), "{lines:#?}");
+    assert!(lines.iter().all(|l| !l.contains('\u{1b}')), "{lines:#?}");
+}

@@ -500,7 +500,7 @@ pub fn verify(flashes: &[Flash], frames: &[Observation], policy: &LightPolicy) -
         .by_flash
         .iter()
         .enumerate()
-        .filter(|(i, r)| r.is_some_and(|r| nearest(&fit, &r) == flashes[*i].colour))
+        .filter(|(i, r)| r.is_some_and(|r| nearest(fit, &r) == flashes[*i].colour))
         .count();
     let evidence = LightEvidence {
         frames: points.iter().filter(|p| p.at < end).count(),

@@ -158,6 +158,33 @@ pub struct ErrorBody {
     pub request_id: String,
 }
 
+/// The token endpoint's error body, RFC 6749 §5.2, so that standard OAuth
+/// client libraries report it; `requestId` is facegate's addition.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct OAuthErrorBody {
+    #[schema(example = "invalid_client")]
+    pub error: String,
+    pub error_description: String,
+    #[serde(rename = "requestId")]
+    pub request_id: String,
+}
+
+/// The token endpoint's path: its errors take RFC 6749's shape.
+pub const TOKEN_PATH: &str = "/api/oauth/token";
+
+/// RFC 6749 §5.2's code for a token-endpoint failure.
+fn oauth_error(code: ErrorCode) -> &'static str {
+    match code {
+        ErrorCode::InvalidClient => "invalid_client",
+        ErrorCode::UnsupportedGrantType => "unsupported_grant_type",
+        // RFC 6749 has no throttling code; the 429 and Retry-After say it,
+        // and this is the nearest of its codes (§4.1.2.1).
+        ErrorCode::TooManyAttempts | ErrorCode::Busy => "temporarily_unavailable",
+        ErrorCode::Internal => "server_error",
+        _ => "invalid_request",
+    }
+}
+
 /// An error a handler returns.
 #[derive(Debug, Clone)]
 pub struct ApiError {
@@ -258,6 +285,7 @@ pub async fn render_errors(request: axum::extract::Request, next: axum::middlewa
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_string();
+    let oauth = request.uri().path() == TOKEN_PATH;
     let response = next.run(request).await;
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error()) {
@@ -279,13 +307,22 @@ pub async fn render_errors(request: axum::extract::Request, next: axum::middlewa
             message: default_message(code).into(),
         }
     });
-    let body = ErrorBody {
-        code: code.as_str().into(),
-        message,
-        request_id,
-    };
     parts.headers.remove(header::CONTENT_LENGTH);
-    let mut rendered = (parts.status, axum::Json(body)).into_response();
+    let mut rendered = if oauth {
+        let body = OAuthErrorBody {
+            error: oauth_error(code).into(),
+            error_description: message,
+            request_id,
+        };
+        (parts.status, axum::Json(body)).into_response()
+    } else {
+        let body = ErrorBody {
+            code: code.as_str().into(),
+            message,
+            request_id,
+        };
+        (parts.status, axum::Json(body)).into_response()
+    };
     for (name, value) in parts.headers {
         if let Some(name) = name {
             rendered.headers_mut().entry(name).or_insert(value);

@@ -18,10 +18,16 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(value)) => Ok(ApiJson(value)),
-            Err(rejection) => Err(json_rejection(rejection)),
-        }
+        // Parsed in two steps so that a 400 names the field and the rule
+        // instead of a Rust type and a parser position: the syntax first,
+        // then the shape, with the failing field's path.
+        let value = match axum::Json::<serde_json::Value>::from_request(req, state).await {
+            Ok(axum::Json(value)) => value,
+            Err(rejection) => return Err(json_rejection(rejection)),
+        };
+        serde_path_to_error::deserialize(value)
+            .map(ApiJson)
+            .map_err(|e| invalid_field(&e.path().to_string(), &e.inner().to_string()))
     }
 }
 
@@ -32,7 +38,58 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
             ErrorCode::UnsupportedContentType,
             "the body must be JSON, sent with Content-Type: application/json",
         ),
-        _ => ApiError::new(ErrorCode::InvalidRequest, rejection.body_text()),
+        _ => ApiError::new(ErrorCode::InvalidRequest, "the body is not valid JSON"),
+    }
+}
+
+/// A 400 for a body whose field at `path` broke serde's rule `message`,
+/// in the API's words: which field, and what it must be.
+fn invalid_field(path: &str, message: &str) -> ApiError {
+    let quoted = |prefix: &str| {
+        let rest = message.strip_prefix(prefix)?;
+        rest.split('`').nth(1).map(str::to_string)
+    };
+    let name = if matches!(path, "." | "") { "the body" } else { path };
+    let expected = message.rsplit_once(", expected ").map(|(_, e)| e);
+    let text = if let Some(field) = quoted("missing field") {
+        format!("{} is required", join(path, &field))
+    } else if let Some(field) = quoted("unknown field") {
+        format!("{} is not a field of this request", join(path, &field))
+    } else if let (true, Some(values)) = (message.starts_with("unknown variant"), expected) {
+        // The documented values themselves, e.g. "one of `a`, `b`".
+        format!("{name} must be {values}")
+    } else if let Some(expected) = expected {
+        format!("{name} must be {}", kind(expected))
+    } else {
+        format!("{name} is not valid")
+    };
+    ApiError::new(ErrorCode::InvalidRequest, text)
+}
+
+/// `parent.field`, or `field` at the top level (serde's path there is `.`).
+fn join(path: &str, field: &str) -> String {
+    match path {
+        "." | "" => field.to_string(),
+        p => format!("{p}.{field}"),
+    }
+}
+
+/// What serde expected, in JSON's terms rather than Rust's.
+fn kind(expected: &str) -> &'static str {
+    let e = expected.trim();
+    let integer = ["i8", "i16", "i32", "i64", "u8", "u16", "u32", "u64", "usize", "isize"];
+    if integer.contains(&e) || e.contains("integer") {
+        "an integer"
+    } else if e == "f32" || e == "f64" || e.contains("number") {
+        "a number"
+    } else if e.contains("string") || e.contains("char") {
+        "a string"
+    } else if e.contains("bool") {
+        "true or false"
+    } else if e.contains("sequence") || e.contains("array") {
+        "an array"
+    } else {
+        "an object"
     }
 }
 
@@ -57,7 +114,12 @@ fn form_rejection(rejection: FormRejection) -> ApiError {
             ErrorCode::UnsupportedContentType,
             "the body must be sent as application/x-www-form-urlencoded",
         ),
-        _ => ApiError::new(ErrorCode::InvalidRequest, rejection.body_text()),
+        _ => {
+            // axum's text is "Failed to deserialize form body: <serde's>".
+            let text = rejection.body_text();
+            let serde = text.split_once(": ").map_or(text.as_str(), |(_, m)| m);
+            invalid_field(".", serde)
+        }
     }
 }
 

@@ -192,6 +192,9 @@ pub struct FaceClaim {
     #[serde(rename = "match")]
     pub is_match: bool,
     pub match_level: u8,
+    /// uqudo's `error`: null when the face matched, else the trace status
+    /// (`FACE_NO_MATCH`), so a check for "no error" never passes a no-match.
+    pub error: Option<&'static str>,
     /// The false-match rate at the similarity (uqudo's name), from the
     /// calibration in force and never below its floor.
     pub false_accept_rate: f64,
@@ -269,9 +272,11 @@ pub async fn issue_result(
     let level = cal.match_level(similarity);
     let image = frame_image(state, &session.id, attempt.number, best).await?;
     let audit_id = uuid::Uuid::new_v4().to_string();
+    let is_match = level >= attempt.minimum_match_level;
     let claim = FaceClaim {
-        is_match: level >= attempt.minimum_match_level,
+        is_match,
         match_level: level,
+        error: (!is_match).then_some("FACE_NO_MATCH"),
         false_accept_rate: cal.false_match_rate(similarity),
         calibration: cal.id().to_string(),
         audit_trail_image_id: audit_id.clone(),

@@ -6,7 +6,7 @@ use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use facegate_auth::{KeyRing, Permission, TokenConfig, tokens};
 use serde_json::{Value, json};
-use support::{TestApp, assert_error};
+use support::{TestApp, assert_error, assert_oauth_error};
 
 const MATCH: &str = "/api/v1/face/match";
 
@@ -36,10 +36,24 @@ async fn client_credentials_issue_a_verifiable_token() {
             .expect("base64"),
     )
     .expect("claims");
-    for claim in ["iss", "sub", "aud", "tenant", "scope", "iat", "nbf", "exp", "jti"] {
+    for claim in [
+        "iss",
+        "sub",
+        "aud",
+        "tenant",
+        "scope",
+        "client_id",
+        "iat",
+        "nbf",
+        "exp",
+        "jti",
+    ] {
         assert!(!payload[claim].is_null(), "claim {claim}");
     }
     assert_eq!(payload["sub"], c.id.as_str());
+    // uqudo's access tokens name the client and the scope as these claims.
+    assert_eq!(payload["client_id"], c.id.as_str());
+    assert_eq!(payload["scope"], "face:match face:search");
     assert_eq!(payload["tenant"], c.tenant.as_str());
 
     // HTTP Basic works as well as form fields.
@@ -63,11 +77,11 @@ async fn bad_token_requests_are_refused() {
     let wrong = app
         .token_response(&[("grant_type", cc), ("client_id", &c.id), ("client_secret", "nope")])
         .await;
-    assert_error(wrong, 401, "invalid_client").await;
+    assert_oauth_error(wrong, 401, "invalid_client").await;
     let unknown = app
         .token_response(&[("grant_type", cc), ("client_id", "fgc_x"), ("client_secret", "y")])
         .await;
-    assert_error(unknown, 401, "invalid_client").await;
+    assert_oauth_error(unknown, 401, "invalid_client").await;
     let grant = app
         .token_response(&[
             ("grant_type", "password"),
@@ -75,13 +89,13 @@ async fn bad_token_requests_are_refused() {
             ("client_secret", &c.secret),
         ])
         .await;
-    assert_error(grant, 400, "unsupported_grant_type").await;
+    assert_oauth_error(grant, 400, "unsupported_grant_type").await;
     let no_grant = app
         .token_response(&[("client_id", &c.id), ("client_secret", &c.secret)])
         .await;
-    assert_error(no_grant, 400, "invalid_request").await;
+    assert_oauth_error(no_grant, 400, "invalid_request").await;
     let no_secret = app.token_response(&[("grant_type", cc), ("client_id", &c.id)]).await;
-    assert_error(no_secret, 400, "invalid_request").await;
+    assert_oauth_error(no_secret, 400, "invalid_request").await;
     let json_body = app
         .http
         .post(app.url("/api/oauth/token"))
@@ -89,7 +103,7 @@ async fn bad_token_requests_are_refused() {
         .send()
         .await
         .expect("request");
-    assert_error(json_body, 415, "unsupported_content_type").await;
+    assert_oauth_error(json_body, 415, "invalid_request").await;
 }
 
 #[tokio::test]
@@ -99,7 +113,7 @@ async fn revoked_clients_lose_tokens_and_existing_tokens() {
     let token = app.token(&c).await;
     app.admin().revoke_client(&c.id).expect("revoke");
     let again = app.credentials_response(&c).await;
-    assert_error(again, 401, "invalid_client").await;
+    assert_oauth_error(again, 401, "invalid_client").await;
     let used = app.post_json(MATCH, &token, &any_body()).await;
     assert_error(used, 401, "unauthorized").await;
 }
@@ -121,7 +135,7 @@ async fn failed_attempts_are_rate_limited_per_client() {
         .token_response(&[("grant_type", cc), ("client_id", &c.id), ("client_secret", &c.secret)])
         .await;
     assert!(locked.headers().contains_key("retry-after"));
-    assert_error(locked, 429, "too_many_attempts").await;
+    assert_oauth_error(locked, 429, "temporarily_unavailable").await;
     // …while another client is not.
     app.token(&other).await;
 }

@@ -95,13 +95,23 @@ async fn every_bad_input_gets_its_status_and_code() {
     let (app_ref, token_ref) = (&app, &token);
     let post = |body: Value| async move { app_ref.post_json(MATCH, token_ref, &body).await };
 
-    assert_error(post(json!({"sourceImage": photo})).await, 400, "invalid_request").await;
-    assert_error(
+    // 400 messages name the field and the rule, never a Rust type or a
+    // parser position.
+    let message = |body: Value| body["message"].as_str().unwrap_or_default().to_string();
+    let missing = assert_error(post(json!({"sourceImage": photo})).await, 400, "invalid_request").await;
+    assert_eq!(message(missing), "targetImage is required");
+    let number = assert_error(
         post(json!({"sourceImage": 5, "targetImage": photo})).await,
         400,
         "invalid_request",
     )
     .await;
+    assert_eq!(message(number), "sourceImage must be a string");
+    let level = json!({"sourceImage": photo, "targetImage": photo, "minimumMatchLevel": "3"});
+    let level = assert_error(post(level).await, 400, "invalid_request").await;
+    assert_eq!(message(level), "minimumMatchLevel must be an integer");
+    let array = assert_error(post(json!([photo, photo])).await, 400, "invalid_request").await;
+    assert_eq!(message(array), "the body must be an object");
     assert_error(post(with_target("")).await, 400, "invalid_request").await;
     assert_error(post(with_target("not base64!")).await, 400, "invalid_base64").await;
     let mut level = with_target(&photo);
@@ -134,12 +144,13 @@ async fn every_bad_input_gets_its_status_and_code() {
             .body(body)
             .send()
     };
-    assert_error(
+    let syntax = assert_error(
         raw("{not json", "application/json").await.expect("req"),
         400,
         "invalid_request",
     )
     .await;
+    assert_eq!(message(syntax), "the body is not valid JSON");
     assert_error(raw("", "application/json").await.expect("req"), 400, "invalid_request").await;
     assert_error(
         raw("sourceImage=x", "text/plain").await.expect("req"),

@@ -28,6 +28,31 @@ async fn health_readiness_and_metrics() {
 }
 
 #[tokio::test]
+async fn invented_methods_and_paths_do_not_grow_metrics() {
+    let app = TestApp::spawn().await;
+    let size = || async { app.get("/metrics").await.text().await.expect("text") };
+    let before = size().await.len();
+    for i in 0..300 {
+        let method = reqwest::Method::from_bytes(format!("INVENTED{i}").as_bytes()).expect("method");
+        let path = if i % 2 == 0 {
+            "/api/v1/face/match".to_string()
+        } else {
+            format!("/no/such/{i}")
+        };
+        let response = app.http.request(method, app.url(&path)).send().await.expect("request");
+        assert!(response.status().is_client_error(), "{path}: {}", response.status());
+    }
+    let after = size().await;
+    assert!(
+        !after.contains("INVENTED") && !after.contains("/no/such"),
+        "unbounded labels"
+    );
+    assert!(after.contains("method=\"other\""), "invented methods count as other");
+    // Without bounds, 300 requests added about 550 KB.
+    assert!(after.len() < before + 20_000, "{before} → {} bytes", after.len());
+}
+
+#[tokio::test]
 async fn openapi_covers_every_route_in_json_and_yaml() {
     let app = TestApp::spawn().await;
     let doc: Value = app.get("/api/v1/openapi.json").await.json().await.expect("json");

@@ -196,6 +196,10 @@ async fn a_real_head_turn_matches_and_the_result_is_signed() {
     let face = &claims["data"]["face"];
     assert_eq!(claims["data"]["sessionId"], session.as_str());
     assert_eq!(face["match"], true, "{claims}");
+    assert!(
+        face.get("error").is_some_and(Value::is_null),
+        "uqudo's error: null: {claims}"
+    );
     assert!(face["matchLevel"].as_u64().expect("level") >= 3, "{claims}");
     assert!(face["falseAcceptRate"].as_f64().expect("far") < 1e-3);
     // The light challenge's evidence, and which sequence it was (a digest
@@ -370,6 +374,7 @@ async fn another_persons_live_face_is_signed_as_no_match() {
     assert_eq!(outcome["status"], "FACE_NO_MATCH", "{outcome}");
     let claims = verify_result(&app, outcome["result"].as_str().expect("jws"), &c.id).await;
     assert_eq!(claims["data"]["face"]["match"], false);
+    assert_eq!(claims["data"]["face"]["error"], "FACE_NO_MATCH");
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@ use axum::response::{Html, IntoResponse};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::error::ErrorBody;
+use crate::error::{ErrorBody, OAuthErrorBody};
 use crate::routes::{face_match, gallery, info, ops, session, token};
 
 #[derive(OpenApi)]
@@ -21,7 +21,7 @@ use crate::routes::{face_match, gallery, info, ops, session, token};
         session::create, session::start_attempt, session::upload_frame, session::finish,
         info::result, info::image, info::delete, info::jwks,
         ops::healthz, ops::readyz, ops::metrics),
-    components(schemas(ErrorBody)),
+    components(schemas(ErrorBody, OAuthErrorBody)),
     modifiers(&BearerAuth),
     tags(
         (name = "auth", description = "OAuth2 client credentials"),

@@ -75,14 +75,33 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     )
 }
 
-/// Counts requests and their latency per route, method and status.
+/// A bounded method label: anyone may send an invented method, and each
+/// new label value would add series to `/metrics` for good.
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::PATCH,
+        Method::OPTIONS,
+    ]
+    .iter()
+    .find(|m| *m == method)
+    .map_or("other", Method::as_str)
+}
+
+/// Counts requests and their latency per route (matched templates only),
+/// method and status.
 pub async fn track(
     matched: Option<axum::extract::MatchedPath>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     let route = matched.map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string());
-    let method = request.method().to_string();
+    let method = method_label(request.method()).to_string();
     let start = std::time::Instant::now();
     let response = next.run(request).await;
     let status = response.status().as_u16().to_string();

@@ -9,7 +9,7 @@ use facegate_auth::{Permission, secrets, tokens};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::error::{ApiError, ErrorBody, ErrorCode};
+use crate::error::{ApiError, ErrorCode, OAuthErrorBody};
 use crate::extract::ApiForm;
 use crate::state::AppState;
 
@@ -53,9 +53,10 @@ fn invalid_client() -> ApiError {
     request_body(content = TokenRequest, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 200, description = "A bearer token", body = TokenResponse),
-        (status = 400, description = "Missing fields or a grant type other than client_credentials", body = ErrorBody),
-        (status = 401, description = "Unknown client, wrong secret, or revoked client", body = ErrorBody),
-        (status = 429, description = "Too many failed attempts for this client id", body = ErrorBody),
+        (status = 400, description = "Missing fields (`invalid_request`) or a grant type other than client_credentials (`unsupported_grant_type`)", body = OAuthErrorBody),
+        (status = 401, description = "Unknown client, wrong secret, or revoked client (`invalid_client`)", body = OAuthErrorBody),
+        (status = 415, description = "A body that is not a form (`invalid_request`)", body = OAuthErrorBody),
+        (status = 429, description = "Too many failed attempts for this client id (`temporarily_unavailable`, with Retry-After)", body = OAuthErrorBody),
     )
 )]
 pub async fn issue_token(

@@ -183,9 +183,10 @@ impl TestApp {
     }
 }
 
-/// Asserts an error response's status, code and JSON shape.
-pub async fn assert_error(response: reqwest::Response, status: u16, code: &str) -> Value {
-    assert_eq!(response.status(), status, "status for {code}");
+/// The error body of a response with `status`, whose `requestId` is the
+/// `x-request-id` header's.
+async fn error_body(response: reqwest::Response, status: u16, what: &str) -> Value {
+    assert_eq!(response.status(), status, "status for {what}");
     let header_id = response
         .headers()
         .get("x-request-id")
@@ -193,9 +194,26 @@ pub async fn assert_error(response: reqwest::Response, status: u16, code: &str) 
         .map(String::from)
         .expect("x-request-id header");
     let body: Value = response.json().await.expect("JSON error body");
+    assert_eq!(body["requestId"], header_id.as_str(), "{body}");
+    body
+}
+
+/// Asserts a token-endpoint error: status and RFC 6749's `{error,
+/// error_description}`, with the request id.
+pub async fn assert_oauth_error(response: reqwest::Response, status: u16, error: &str) -> Value {
+    let body = error_body(response, status, error).await;
+    assert_eq!(body["error"], error, "{body}");
+    let description = body["error_description"].as_str();
+    assert!(description.is_some_and(|m| !m.is_empty()), "{body}");
+    assert!(body.get("code").is_none(), "one shape only: {body}");
+    body
+}
+
+/// Asserts an error response's status, code and JSON shape.
+pub async fn assert_error(response: reqwest::Response, status: u16, code: &str) -> Value {
+    let body = error_body(response, status, code).await;
     assert_eq!(body["code"], code, "{body}");
     assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
-    assert_eq!(body["requestId"], header_id.as_str(), "{body}");
     body
 }
 
