@@ -66,6 +66,9 @@ fn analyze_in(
             ),
         ));
     }
+    // What is stored (gallery, ID photo) keeps no EXIF, GPS or comments.
+    let bytes =
+        facegate_vision::strip_metadata(&bytes, engine.limits()).map_err(|e| ApiError::from_vision(field, e.into()))?;
     Ok(Analysed { analysis, bytes })
 }
 

@@ -5,7 +5,7 @@ mod support;
 use facegate_eval::datasets::dataset_or_skip;
 use facegate_eval::lfw::{ImageId, Lfw};
 use serde_json::{Value, json};
-use support::{TestApp, assert_error, b64, sample};
+use support::{EXIF_SECRET, TestApp, assert_error, b64, sample, with_gps_exif};
 
 const SEARCH: &str = "/api/v1/face/one-to-n/search";
 const INSERT: &str = "/api/v1/face/one-to-n/insert";
@@ -173,6 +173,30 @@ async fn a_restart_keeps_the_gallery_and_images_are_sealed() {
     assert_eq!(
         search(&app, &token, &photo, false).await["oneToNVerificationId"],
         id.as_str()
+    );
+}
+
+#[tokio::test]
+async fn stored_images_keep_no_exif() {
+    let app = TestApp::spawn_with(in_the_wild).await;
+    let c = app.client("acme", "all");
+    let token = app.token(&c).await;
+    let id = insert(&app, &token, &with_gps_exif(&sample(ANNA))).await;
+    // Read the sealed image back the way re-indexing does.
+    let tenant = c.tenant.clone();
+    let pending = app
+        .state
+        .store(move |s| s.faces_without_template(&tenant, "another-model", 0, 10))
+        .await
+        .expect("faces");
+    let sealed = pending[0].sealed_image.clone().expect("image kept");
+    let stored = app.state.galleries.cipher.open(&id, &sealed).expect("opens");
+    let has = |needle: &[u8]| stored.windows(needle.len()).any(|w| w == needle);
+    assert!(!has(EXIF_SECRET) && !has(b"Exif\0\0"), "EXIF was stored");
+    assert_eq!(
+        image::load_from_memory(&stored).expect("decodes").to_rgb8(),
+        image::load_from_memory(&sample(ANNA)).expect("decodes").to_rgb8(),
+        "the pixels are the uploaded ones"
     );
 }
 

@@ -15,7 +15,7 @@ use facegate_liveness::light::{Flash, total_ms};
 use facegate_vision::{EngineOptions, FaceEngine, ModelsDir};
 use serde_json::{Value, json};
 use sha2::Digest;
-use support::{TestApp, assert_error, b64, jpeg, sample, verify_result};
+use support::{EXIF_SECRET, TestApp, assert_error, b64, jpeg, sample, verify_result, with_gps_exif};
 
 /// One person's head-pose images, by (series, pan) at tilt 0.
 struct Person(BTreeMap<Pose, PathBuf>, u8);
@@ -84,7 +84,9 @@ async fn frame_at(
         )))
         .bearer_auth(token)
         .header("content-type", "image/jpeg")
-        .body(jpeg)
+        // Every frame carries what a phone's camera writes: where and with
+        // what it was taken. None of it may be stored.
+        .body(with_gps_exif(&jpeg))
         .send()
         .await
         .expect("request")
@@ -235,6 +237,10 @@ async fn a_real_head_turn_matches_and_the_result_is_signed() {
     let bytes = img.bytes().await.expect("jpeg");
     let checksum = format!("sha256:{:x}", sha2::Sha256::digest(&bytes));
     assert_eq!(face["auditTrailImageIdChecksum"], checksum.as_str());
+    // The frame arrived with the phone's model and GPS; the stored one has neither.
+    let has = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+    assert!(!has(EXIF_SECRET) && !has(b"Exif\0\0"), "EXIF was stored");
+    image::load_from_memory(&bytes).expect("the stored frame still decodes");
     // Single use: capture is over.
     assert_error(start(&app, &sdk, &session).await, 404, "SESSION_EXPIRED_OR_NOT_FOUND").await;
     // Another tenant sees nothing.

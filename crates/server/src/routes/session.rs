@@ -404,6 +404,8 @@ pub async fn upload_frame(
                 ));
             }
             let o = observe(engine, &image, at_ms).map_err(|e| ApiError::from_vision("frame", e))?;
+            let jpeg = facegate_vision::strip_metadata(&jpeg, engine.limits())
+                .map_err(|e| ApiError::from_vision("frame", e.into()))?;
             Ok((o, jpeg))
         })
         .await

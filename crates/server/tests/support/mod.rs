@@ -217,6 +217,38 @@ pub async fn assert_error(response: reqwest::Response, status: u16, code: &str) 
     body
 }
 
+/// The device and position a phone writes into a photo's EXIF.
+pub const EXIF_SECRET: &[u8] = b"SECRET-PHONE-MODEL";
+
+/// `jpeg` with an APP1 EXIF block after its start marker: IFD0 with the
+/// camera's Make and a GPS IFD (latitude reference "N").
+pub fn with_gps_exif(jpeg: &[u8]) -> Vec<u8> {
+    let mut tiff = b"II*\0\x08\0\0\0".to_vec();
+    let entry = |tag: u16, kind: u16, count: u32, value: [u8; 4]| {
+        [
+            &tag.to_le_bytes()[..],
+            &kind.to_le_bytes(),
+            &count.to_le_bytes(),
+            &value,
+        ]
+        .concat()
+    };
+    let (make_at, gps_at) = (38u32, 38 + EXIF_SECRET.len() as u32 + 1);
+    tiff.extend(2u16.to_le_bytes());
+    tiff.extend(entry(0x010F, 2, EXIF_SECRET.len() as u32 + 1, make_at.to_le_bytes()));
+    tiff.extend(entry(0x8825, 4, 1, gps_at.to_le_bytes()));
+    tiff.extend(0u32.to_le_bytes());
+    tiff.extend(EXIF_SECRET);
+    tiff.push(0);
+    tiff.extend(1u16.to_le_bytes());
+    tiff.extend(entry(0x0001, 2, 2, *b"N\0\0\0"));
+    tiff.extend(0u32.to_le_bytes());
+    let payload = [&b"Exif\0\0"[..], &tiff].concat();
+    let length = u16::try_from(payload.len() + 2).expect("short");
+    let segment = [&[0xFF, 0xE1][..], &length.to_be_bytes(), &payload].concat();
+    [&jpeg[..2], &segment, &jpeg[2..]].concat()
+}
+
 /// Encodes an image as JPEG.
 pub fn jpeg(image: &image::RgbImage) -> Vec<u8> {
     let mut out = std::io::Cursor::new(Vec::new());
