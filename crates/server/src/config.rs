@@ -46,7 +46,9 @@ pub struct Config {
     pub body_limit: usize,
     /// Smallest accepted distance between the eyes, in pixels.
     pub min_interocular: f32,
-    /// Failed token requests allowed per client id per minute.
+    /// Failed token requests allowed per source address and client id per
+    /// minute; an address may fail `ADDRESS_FACTOR` (6) times that across
+    /// all client ids.
     pub failed_auth_per_minute: u32,
     /// 1:N false-positive identification rate target per search.
     pub fpir_target: f64,

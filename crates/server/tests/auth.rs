@@ -118,26 +118,61 @@ async fn revoked_clients_lose_tokens_and_existing_tokens() {
     assert_error(used, 401, "unauthorized").await;
 }
 
+/// A token request from a client whose connections come from `source`.
+async fn token_from(app: &TestApp, source: [u8; 4], id: &str, secret: &str) -> reqwest::Response {
+    let http = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from(source))
+        .build()
+        .expect("client");
+    let form = [
+        ("grant_type", "client_credentials"),
+        ("client_id", id),
+        ("client_secret", secret),
+    ];
+    http.post(app.url("/api/oauth/token"))
+        .form(&form)
+        .send()
+        .await
+        .expect("request")
+}
+
 #[tokio::test]
-async fn failed_attempts_are_rate_limited_per_client() {
+async fn a_guessing_attack_is_throttled_at_its_source_and_never_locks_the_client_out() {
     let app = TestApp::spawn().await;
     let c = app.client("acme", "face:match");
-    let other = app.client("acme", "face:match");
-    let cc = "client_credentials";
-    for _ in 0..5 {
-        let r = app
-            .token_response(&[("grant_type", cc), ("client_id", &c.id), ("client_secret", "bad")])
-            .await;
-        assert_eq!(r.status(), 401);
+    let (attacker, bank) = ([127, 0, 0, 2], [127, 0, 0, 1]);
+    // The attacker knows the public client id and guesses; the bank's
+    // backend keeps asking for tokens with the right secret meanwhile.
+    let mut refused = 0;
+    for guess in 0..20 {
+        let r = token_from(&app, attacker, &c.id, &format!("guess-{guess}")).await;
+        match r.status().as_u16() {
+            401 => assert!(refused == 0, "a guess was checked after the lockout"),
+            429 => {
+                assert!(r.headers().contains_key("retry-after"));
+                assert_oauth_error(r, 429, "temporarily_unavailable").await;
+                refused += 1;
+            }
+            s => panic!("guess {guess}: {s}"),
+        }
+        let ok = token_from(&app, bank, &c.id, &c.secret).await;
+        assert_eq!(ok.status(), 200, "the right secret is never refused (guess {guess})");
     }
-    // Locked out, even with the right secret…
-    let locked = app
-        .token_response(&[("grant_type", cc), ("client_id", &c.id), ("client_secret", &c.secret)])
-        .await;
-    assert!(locked.headers().contains_key("retry-after"));
+    // Five guesses a minute per client from one address, no more.
+    assert_eq!(refused, 15, "guesses checked: {}", 20 - refused);
+    let locked = token_from(&app, attacker, &c.id, &c.secret).await;
     assert_oauth_error(locked, 429, "temporarily_unavailable").await;
-    // …while another client is not.
-    app.token(&other).await;
+    // Spreading guesses over many client ids is bounded per address too:
+    // six times the per-client limit in all.
+    let mut checked = 5;
+    for i in 0..40 {
+        let r = token_from(&app, attacker, &format!("fgc_unknown{i}"), "x").await;
+        if r.status() == 401 {
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 30, "an address's guesses per minute");
+    assert_eq!(token_from(&app, bank, &c.id, &c.secret).await.status(), 200);
 }
 
 /// Signs claims with a key of the caller's choice.

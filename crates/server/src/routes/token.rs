@@ -1,6 +1,9 @@
 //! `POST /api/oauth/token`: OAuth2 client credentials.
 
-use axum::extract::State;
+use std::net::{IpAddr, SocketAddr};
+
+use axum::Extension;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -56,11 +59,12 @@ fn invalid_client() -> ApiError {
         (status = 400, description = "Missing fields (`invalid_request`) or a grant type other than client_credentials (`unsupported_grant_type`)", body = OAuthErrorBody),
         (status = 401, description = "Unknown client, wrong secret, or revoked client (`invalid_client`)", body = OAuthErrorBody),
         (status = 415, description = "A body that is not a form (`invalid_request`)", body = OAuthErrorBody),
-        (status = 429, description = "Too many failed attempts for this client id (`temporarily_unavailable`, with Retry-After)", body = OAuthErrorBody),
+        (status = 429, description = "Too many failed attempts from this address, for this client id or for any (`temporarily_unavailable`, with Retry-After)", body = OAuthErrorBody),
     )
 )]
 pub async fn issue_token(
     State(state): State<AppState>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     ApiForm(form): ApiForm<TokenRequest>,
 ) -> Result<Response, ApiError> {
@@ -75,7 +79,10 @@ pub async fn issue_token(
         None => return Err(ApiError::new(ErrorCode::InvalidRequest, "grant_type is required")),
     }
     let (client_id, secret) = credentials(&headers, form.client_id, form.client_secret)?;
-    if let Err(wait) = state.limiter.check(&client_id) {
+    // The connection's peer; a router served without connection info (an
+    // in-process test) counts every caller as one address.
+    let address = peer.map_or(IpAddr::from([0, 0, 0, 0]), |Extension(ConnectInfo(a))| a.ip());
+    if let Err(wait) = state.limiter.check(address, &client_id) {
         return Err(
             ApiError::new(ErrorCode::TooManyAttempts, "too many failed attempts; try again later").retry_after(wait),
         );
@@ -98,11 +105,11 @@ pub async fn issue_token(
     let client = match client {
         Some(c) if verified && c.revoked_at.is_none() => c,
         _ => {
-            state.limiter.record_failure(&client_id);
+            state.limiter.record_failure(address, &client_id);
             return Err(invalid_client());
         }
     };
-    state.limiter.record_success(&client_id);
+    state.limiter.record_success(address, &client_id);
     let permissions: Vec<Permission> = client.permissions.iter().filter_map(|p| p.parse().ok()).collect();
     let (token, claims) = tokens::issue(
         &state.keys(),
