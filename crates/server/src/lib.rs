@@ -20,6 +20,7 @@ pub mod inference;
 pub mod limiter;
 pub mod reindex;
 pub mod routes;
+pub mod secret_checks;
 pub mod sessions;
 pub mod startup;
 pub mod state;

@@ -23,10 +23,15 @@ const PURGE_AT: usize = 10_000;
 /// (a service with several clients behind one gateway).
 pub const ADDRESS_FACTOR: u32 = 6;
 
+/// Token requests of any outcome one address may make in a window: each
+/// costs an argon2 hash, so a flood is cut off before it reaches one.
+pub const REQUESTS_PER_ADDRESS: u32 = 60;
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Key {
     Address(IpAddr),
     Pair(IpAddr, String),
+    Requests(IpAddr),
 }
 
 pub struct FailureLimiter {
@@ -48,6 +53,18 @@ impl FailureLimiter {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Counts a token request from `address`; `Err(seconds)` once the
+    /// address has made [`REQUESTS_PER_ADDRESS`] in the window.
+    pub fn admit(&self, address: IpAddr) -> Result<(), u64> {
+        let mut entries = self.entries();
+        let entry = window(&mut entries, Key::Requests(address));
+        if entry.0 >= REQUESTS_PER_ADDRESS {
+            return Err((WINDOW - entry.1.elapsed()).as_secs().max(1));
+        }
+        entry.0 += 1;
+        Ok(())
+    }
+
     /// `Err(seconds)` while `address` may not try `client` (or any client).
     pub fn check(&self, address: IpAddr, client: &str) -> Result<(), u64> {
         let entries = self.entries();
@@ -66,15 +83,8 @@ impl FailureLimiter {
 
     pub fn record_failure(&self, address: IpAddr, client: &str) {
         let mut entries = self.entries();
-        if entries.len() >= PURGE_AT {
-            entries.retain(|_, (_, start)| start.elapsed() < WINDOW);
-        }
         for key in [Key::Address(address), Key::Pair(address, client.to_string())] {
-            let entry = entries.entry(key).or_insert((0, Instant::now()));
-            if entry.1.elapsed() >= WINDOW {
-                *entry = (0, Instant::now());
-            }
-            entry.0 += 1;
+            window(&mut entries, key).0 += 1;
         }
     }
 
@@ -83,6 +93,19 @@ impl FailureLimiter {
     pub fn record_success(&self, address: IpAddr, client: &str) {
         self.entries().remove(&Key::Pair(address, client.to_string()));
     }
+}
+
+/// `key`'s count in the current window (restarted once it has passed),
+/// purging expired entries when the map has grown large.
+fn window(entries: &mut HashMap<Key, (u32, Instant)>, key: Key) -> &mut (u32, Instant) {
+    if entries.len() >= PURGE_AT {
+        entries.retain(|_, (_, start)| start.elapsed() < WINDOW);
+    }
+    let entry = entries.entry(key).or_insert((0, Instant::now()));
+    if entry.1.elapsed() >= WINDOW {
+        *entry = (0, Instant::now());
+    }
+    entry
 }
 
 #[cfg(test)]
@@ -101,6 +124,17 @@ mod tests {
         assert!(limiter.check(here, "b").is_ok(), "nor another client");
         limiter.record_success(here, "a");
         assert!(limiter.check(here, "a").is_ok());
+    }
+
+    #[test]
+    fn an_address_gets_a_bounded_number_of_requests() {
+        let (here, there) = (IpAddr::from([10, 0, 0, 1]), IpAddr::from([10, 0, 0, 2]));
+        let limiter = FailureLimiter::new(5);
+        for i in 0..REQUESTS_PER_ADDRESS {
+            assert!(limiter.admit(here).is_ok(), "request {i}");
+        }
+        assert!(limiter.admit(here).is_err());
+        assert!(limiter.admit(there).is_ok());
     }
 
     #[test]

@@ -24,8 +24,8 @@ use crate::error::{ApiError, ErrorCode, render_errors};
 use crate::gallery::{Galleries, GalleryError, load_image_key};
 use crate::inference::InferencePool;
 use crate::routes::{docs, face_match, gallery, info, ops, sdk, session, token};
+use crate::secret_checks::SecretChecks;
 use crate::state::AppState;
-use crate::telemetry::metrics_handle;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -129,7 +129,8 @@ impl Application {
         };
         let calibration = load_calibration(config.calibration.as_deref())?;
         let listener = TcpListener::bind(config.listen).await?;
-        let state = AppState::new(config, store, ring, pool, metrics_handle(), galleries, calibration);
+        let checks = SecretChecks::start()?;
+        let state = AppState::new(config, store, ring, pool, galleries, calibration, checks);
         spawn_housekeeping(state.clone(), keys_dir);
         spawn_session_sweeper(state.clone());
         Ok(Self {

@@ -12,6 +12,7 @@ use crate::error::ApiError;
 use crate::gallery::Galleries;
 use crate::inference::InferencePool;
 use crate::limiter::FailureLimiter;
+use crate::secret_checks::SecretChecks;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -20,6 +21,9 @@ pub struct AppState {
     keys: Arc<RwLock<Arc<KeyRing>>>,
     pub pool: InferencePool,
     pub limiter: Arc<FailureLimiter>,
+    /// The argon2 checks' one thread: token floods get that much CPU and
+    /// no more, so matching keeps the rest.
+    pub secret_checks: Arc<SecretChecks>,
     pub metrics: PrometheusHandle,
     pub galleries: Arc<Galleries>,
     /// The calibration in force: every decision names it.
@@ -32,18 +36,20 @@ impl AppState {
         store: Arc<dyn Store>,
         keys: KeyRing,
         pool: InferencePool,
-        metrics: PrometheusHandle,
         galleries: Galleries,
         calibration: Arc<Calibration>,
+        secret_checks: SecretChecks,
     ) -> Self {
         let limiter = Arc::new(FailureLimiter::new(config.failed_auth_per_minute));
+        let secret_checks = Arc::new(secret_checks);
         Self {
             config: Arc::new(config),
             store,
             keys: Arc::new(RwLock::new(Arc::new(keys))),
             pool,
             limiter,
-            metrics,
+            secret_checks,
+            metrics: crate::telemetry::metrics_handle(),
             galleries: Arc::new(galleries),
             calibration,
         }

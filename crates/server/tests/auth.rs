@@ -175,6 +175,51 @@ async fn a_guessing_attack_is_throttled_at_its_source_and_never_locks_the_client
     assert_eq!(token_from(&app, bank, &c.id, &c.secret).await.status(), 200);
 }
 
+#[tokio::test]
+async fn one_address_gets_a_bounded_number_of_token_requests() {
+    let app = TestApp::spawn().await;
+    let c = app.client("acme", "face:match");
+    // Each request costs an argon2 hash, right secret or not: 60 a minute
+    // from one address, then 429 without hashing.
+    for i in 0..60 {
+        let r = token_from(&app, [127, 0, 0, 3], &c.id, &c.secret).await;
+        assert_eq!(r.status(), 200, "request {i}");
+    }
+    let over = token_from(&app, [127, 0, 0, 3], &c.id, &c.secret).await;
+    assert!(over.headers().contains_key("retry-after"));
+    assert_oauth_error(over, 429, "temporarily_unavailable").await;
+    assert_eq!(token_from(&app, [127, 0, 0, 4], &c.id, &c.secret).await.status(), 200);
+}
+
+#[tokio::test]
+async fn a_token_flood_is_checked_one_at_a_time_and_the_rest_get_503() {
+    let app = TestApp::spawn().await;
+    let c = app.client("acme", "face:match");
+    // 300 requests at once from 300 addresses, each with the right secret.
+    // Checks run one at a time on one thread behind a queue of 32, so most
+    // are told to come back; without the cap every one would be hashed at
+    // once, on every core.
+    let (app_ref, c_ref) = (&app, &c);
+    let requests = (0..300u16).map(|i| async move {
+        let source = [127, 0, 1 + (i / 250) as u8, 1 + (i % 250) as u8];
+        token_from(app_ref, source, &c_ref.id, &c_ref.secret).await
+    });
+    let (mut ok, mut busy) = (0, 0);
+    for r in futures::future::join_all(requests).await {
+        match r.status().as_u16() {
+            200 => ok += 1,
+            503 => {
+                assert_eq!(r.headers()["retry-after"], "1");
+                assert_oauth_error(r, 503, "temporarily_unavailable").await;
+                busy += 1;
+            }
+            s => panic!("status {s}"),
+        }
+    }
+    eprintln!("{ok} tokens, {busy} told to retry");
+    assert!(ok > 0 && busy > 0, "{ok} tokens, {busy} told to retry");
+}
+
 /// Signs claims with a key of the caller's choice.
 fn forge(ring: &KeyRing, config: &TokenConfig, tenant: &str, sub: &str) -> String {
     tokens::issue(ring, config, sub, tenant, &[Permission::FaceMatch])

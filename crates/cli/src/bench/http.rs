@@ -35,6 +35,10 @@ pub struct HttpArgs {
     /// Also write the figures as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Run every level again while N connections from N loopback addresses
+    /// send token requests with the right secret back to back (0: no flood).
+    #[arg(long, default_value_t = 0)]
+    token_flood: usize,
 }
 
 #[derive(Serialize)]
@@ -54,7 +58,21 @@ struct Level {
 #[serde(rename_all = "camelCase")]
 struct Report {
     levels: Vec<Level>,
+    /// The same levels under the token flood, when one was asked for.
+    flooded: Vec<Level>,
+    flood: Option<FloodCounts>,
     peak_rss_mib: f64,
+}
+
+/// How the server answered the flood's token requests.
+#[derive(Serialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct FloodCounts {
+    connections: usize,
+    tokens_200: usize,
+    throttled_429: usize,
+    busy_503: usize,
+    other: usize,
 }
 
 /// Kills the server when dropped, whatever happens to the bench.
@@ -93,15 +111,47 @@ pub fn run(models: &ModelsDir, args: &HttpArgs) -> Result<()> {
         let http = reqwest::Client::new();
         wait_ready(&http, &base).await?;
         let token = token(&http, &base, &client.id, &secret).await?;
-        let mut levels = Vec::new();
-        for &c in &args.concurrency {
-            eprintln!("concurrency {c} for {} s", args.seconds);
-            let mut level = load(&http, &base, &token, &bodies, c, Duration::from_secs(args.seconds)).await;
-            level.server_rss_mib = proc_status_mib(server.0.id(), "VmRSS:");
-            levels.push(level);
+        let run_levels = |label: &'static str| {
+            let (http, base, token, bodies) = (&http, &base, &token, &bodies);
+            let pid = server.0.id();
+            async move {
+                let mut levels = Vec::new();
+                for &c in &args.concurrency {
+                    eprintln!("{label}concurrency {c} for {} s", args.seconds);
+                    let mut level = load(http, base, token, bodies, c, Duration::from_secs(args.seconds)).await;
+                    level.server_rss_mib = proc_status_mib(pid, "VmRSS:");
+                    levels.push(level);
+                }
+                levels
+            }
+        };
+        let levels = run_levels("").await;
+        let (mut flooded, mut flood) = (Vec::new(), None);
+        if args.token_flood > 0 {
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let floods = token_flood(&base, &client.id, &secret, args.token_flood, &stop)?;
+            flooded = run_levels("token flood, ").await;
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            let mut counts = FloodCounts {
+                connections: args.token_flood,
+                ..FloodCounts::default()
+            };
+            for task in floods {
+                for status in task.await.unwrap_or_default() {
+                    match status {
+                        200 => counts.tokens_200 += 1,
+                        429 => counts.throttled_429 += 1,
+                        503 => counts.busy_503 += 1,
+                        _ => counts.other += 1,
+                    }
+                }
+            }
+            flood = Some(counts);
         }
         anyhow::Ok(Report {
             levels,
+            flooded,
+            flood,
             peak_rss_mib: proc_status_mib(server.0.id(), "VmHWM:"),
         })
     })?;
@@ -161,6 +211,48 @@ async fn token(http: &reqwest::Client, base: &str, id: &str, secret: &str) -> Re
         .as_str()
         .map(String::from)
         .context("no access_token")
+}
+
+/// `connections` tasks, each from its own loopback address (127.0.2.x and
+/// on), asking for tokens back to back until `stop`; each returns the
+/// statuses it got. A refused request (429, 503) is retried after 50 ms,
+/// not after its `Retry-After`: the flood keeps the argon2 queue full, while
+/// its own CPU on this same machine (a real attacker's is elsewhere) stays
+/// small enough not to be what the bench measures.
+fn token_flood(
+    base: &str,
+    id: &str,
+    secret: &str,
+    connections: usize,
+    stop: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Result<Vec<tokio::task::JoinHandle<Vec<u16>>>> {
+    let url = format!("{base}/api/oauth/token");
+    (0..connections)
+        .map(|i| {
+            let source = std::net::Ipv4Addr::new(127, 0, 2 + (i / 250) as u8, 1 + (i % 250) as u8);
+            let http = reqwest::Client::builder()
+                .local_address(std::net::IpAddr::V4(source))
+                .build()?;
+            let form = [
+                ("grant_type", "client_credentials".to_string()),
+                ("client_id", id.to_string()),
+                ("client_secret", secret.to_string()),
+            ];
+            let (url, stop) = (url.clone(), std::sync::Arc::clone(stop));
+            Ok(tokio::spawn(async move {
+                let mut statuses = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let r = http.post(&url).form(&form).send().await;
+                    let status = r.map_or(0, |r| r.status().as_u16());
+                    statuses.push(status);
+                    if status != 200 {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+                statuses
+            }))
+        })
+        .collect()
 }
 
 /// `concurrency` connections send requests back to back until `duration`.
@@ -248,9 +340,21 @@ fn proc_status_mib(pid: u32, field: &str) -> f64 {
 }
 
 fn print_report(r: &Report) {
+    print_levels(&r.levels);
+    if let Some(f) = &r.flood {
+        println!(
+            "\nthe same levels under a token flood from {} addresses ({} tokens, {} throttled 429, {} busy 503, {} other):",
+            f.connections, f.tokens_200, f.throttled_429, f.busy_503, f.other
+        );
+        print_levels(&r.flooded);
+    }
+    println!("server peak RSS: {:.0} MiB", r.peak_rss_mib);
+}
+
+fn print_levels(levels: &[Level]) {
     println!("| concurrency | requests/s | p50 ms | p99 ms | ok | 503 | other errors | server RSS MiB |");
     println!("|---|---|---|---|---|---|---|---|");
-    for l in &r.levels {
+    for l in levels {
         println!(
             "| {} | {:.1} | {:.1} | {:.1} | {} | {} | {} | {:.0} |",
             l.concurrency,
@@ -263,5 +367,4 @@ fn print_report(r: &Report) {
             l.server_rss_mib
         );
     }
-    println!("server peak RSS: {:.0} MiB", r.peak_rss_mib);
 }

@@ -59,7 +59,8 @@ fn invalid_client() -> ApiError {
         (status = 400, description = "Missing fields (`invalid_request`) or a grant type other than client_credentials (`unsupported_grant_type`)", body = OAuthErrorBody),
         (status = 401, description = "Unknown client, wrong secret, or revoked client (`invalid_client`)", body = OAuthErrorBody),
         (status = 415, description = "A body that is not a form (`invalid_request`)", body = OAuthErrorBody),
-        (status = 429, description = "Too many failed attempts from this address, for this client id or for any (`temporarily_unavailable`, with Retry-After)", body = OAuthErrorBody),
+        (status = 429, description = "Too many requests or failed attempts from this address (`temporarily_unavailable`, with Retry-After)", body = OAuthErrorBody),
+        (status = 503, description = "Too many token requests at once (`temporarily_unavailable`, with Retry-After)", body = OAuthErrorBody),
     )
 )]
 pub async fn issue_token(
@@ -82,6 +83,11 @@ pub async fn issue_token(
     // The connection's peer; a router served without connection info (an
     // in-process test) counts every caller as one address.
     let address = peer.map_or(IpAddr::from([0, 0, 0, 0]), |Extension(ConnectInfo(a))| a.ip());
+    if let Err(wait) = state.limiter.admit(address) {
+        return Err(
+            ApiError::new(ErrorCode::TooManyAttempts, "too many token requests; try again later").retry_after(wait),
+        );
+    }
     if let Err(wait) = state.limiter.check(address, &client_id) {
         return Err(
             ApiError::new(ErrorCode::TooManyAttempts, "too many failed attempts; try again later").retry_after(wait),
@@ -98,10 +104,11 @@ pub async fn issue_token(
     let hash = client
         .as_ref()
         .map_or_else(|| DUMMY_HASH.clone(), |c| c.secret_hash.clone());
-    // argon2 costs tens of milliseconds of CPU: keep it off the async threads.
-    let verified = tokio::task::spawn_blocking(move || secrets::verify_secret(&secret, &hash))
+    let verified = state
+        .secret_checks
+        .verify(secret, hash)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(|_| ApiError::new(ErrorCode::Busy, "too many token requests at once; try again").retry_after(1))?;
     let client = match client {
         Some(c) if verified && c.revoked_at.is_none() => c,
         _ => {
