@@ -1,10 +1,11 @@
 //! Argon2 secret checks on one dedicated thread with a short queue.
 //!
 //! Each check costs a core for tens of milliseconds and 19 MiB of memory.
-//! On tokio's blocking pool a flood of token requests spread them over
-//! dozens of threads and allocator arenas: measured, the server grew from
-//! 0.27 to 2.4 GB and match throughput halved. One thread bounds the CPU and
-//! the memory; when its queue is full, a token request gets 503 at once.
+//! On tokio's blocking pool, even behind a permit of one, a flood of token
+//! requests spread them over 32 threads: measured, the server grew from
+//! 0.27 to 2.4 GB and match throughput fell to ×0.6. One thread at the
+//! lowest priority bounds the CPU and the memory; when its queue is full, a
+//! token request gets 503 at once.
 
 use crossbeam_channel::{Sender, TrySendError, bounded};
 use tokio::sync::oneshot;
