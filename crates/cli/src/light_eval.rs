@@ -69,8 +69,6 @@ pub fn report(outcomes: &[LightOutcome]) -> LightReport {
     }
 }
 
-/// Runs the simulation, prints its table (or JSON), and writes every
-/// attempt's evidence to `dump` when given.
 /// What to simulate and where the evidence goes.
 pub struct LightRun {
     pub workers: usize,
@@ -80,6 +78,8 @@ pub struct LightRun {
     pub dump: Option<PathBuf>,
 }
 
+/// Runs the simulation, prints its table (or JSON), and writes every
+/// attempt's evidence to `dump` when given.
 pub fn run(models: &ModelsDir, datasets: &Path, opts: LightRun) -> Result<LightReport> {
     let head = datasets.join("headpose");
     eprintln!("simulating the light challenge on {}", head.display());

@@ -19,7 +19,7 @@
 use std::path::Path;
 
 use facegate_liveness::Observation;
-use facegate_liveness::light::{Flash, LightEvidence, LightPolicy, sample, sequence, total_ms, verify};
+use facegate_liveness::light::{Flash, LightEvidence, LightPolicy, linear, lit_at, sample, sequence, total_ms, verify};
 use facegate_vision::detect::select_subject;
 use facegate_vision::{EngineOptions, FaceEngine, ModelsDir};
 use image::{Rgb, RgbImage};
@@ -28,7 +28,7 @@ use serde::Serialize;
 use crate::EvalError;
 use crate::batch::run_parallel;
 use crate::headpose::{self, Pose};
-use crate::liveness::DEV_PEOPLE;
+use crate::liveness::split_of;
 
 /// A phone at full brightness, its screen filled around the face guide,
 /// 30 cm from the face: about 60 lux (500 cd/m² over ~85 cm² of glass).
@@ -177,15 +177,6 @@ pub struct Subject {
     face: Vec<f32>,
 }
 
-fn to_linear(v: u8) -> f32 {
-    let v = f32::from(v) / 255.0;
-    if v <= 0.040_45 {
-        v / 12.92
-    } else {
-        ((v + 0.055) / 1.055).powf(2.4)
-    }
-}
-
 fn to_srgb(v: f32) -> u8 {
     let v = v.clamp(0.0, 1.0);
     let s = if v <= 0.003_130_8 {
@@ -219,7 +210,7 @@ impl Subject {
         Subject {
             width,
             height,
-            linear: image.pixels().map(|p| p.0.map(to_linear)).collect(),
+            linear: image.pixels().map(|p| p.0.map(linear)).collect(),
             // Hair, ears and neck are lit too.
             head: ellipse(width, height, (centre.0, centre.1 + 0.1 * h), (0.75 * w, 0.85 * h)),
             face: ellipse(width, height, centre, (0.5 * w, 0.6 * h)),
@@ -355,19 +346,6 @@ pub(crate) fn jpeg_round_trip(image: RgbImage, quality: u8) -> RgbImage {
         .map_or(image, |i| i.to_rgb8())
 }
 
-/// The channels lit `t` ms into `flashes` (dark before and after).
-pub fn lit_at(flashes: &[Flash], t: i64) -> [f64; 3] {
-    let mut start = 0i64;
-    for f in flashes {
-        let end = start + f.duration_ms as i64;
-        if (start..end).contains(&t) {
-            return f.colour.rgb();
-        }
-        start = end;
-    }
-    [0.0; 3]
-}
-
 /// A simulated capture of the light sequence: frame times and images.
 pub struct Capture {
     pub frames: Vec<(u64, RgbImage)>,
@@ -463,11 +441,7 @@ pub struct LightOutcome {
 
 impl LightOutcome {
     pub fn split(&self) -> &'static str {
-        if DEV_PEOPLE.contains(&self.person) {
-            "dev"
-        } else {
-            "test"
-        }
+        split_of(self.person)
     }
 }
 
@@ -500,10 +474,9 @@ pub fn evaluate(
 ) -> Result<Vec<LightOutcome>, EvalError> {
     let index = headpose::index(headpose_dir)?;
     let chosen = |p: &Pose| {
-        let split = if DEV_PEOPLE.contains(&p.person) { "dev" } else { "test" };
         p.tilt == 0
             && p.pan == 0
-            && photos.split.is_none_or(|s| s == split)
+            && photos.split.is_none_or(|s| s == split_of(p.person))
             && photos.series.is_none_or(|s| s == p.series)
     };
     let mut jobs = Vec::new();

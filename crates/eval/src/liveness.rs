@@ -577,13 +577,14 @@ pub fn judge(suite: &Suite, observations: &[Option<Observation>], policy: &Polic
 /// Pointing'04 people 01-04 set the thresholds; 05-08 measure them.
 pub const DEV_PEOPLE: std::ops::RangeInclusive<u8> = 1..=4;
 
+/// Which part of the Pointing'04 people `person` belongs to.
+pub fn split_of(person: u8) -> &'static str {
+    if DEV_PEOPLE.contains(&person) { "dev" } else { "test" }
+}
+
 /// Which part of the people a sequence belongs to.
 pub fn split(o: &Outcome) -> &'static str {
-    match o.person {
-        Some(p) if DEV_PEOPLE.contains(&p) => "dev",
-        Some(_) => "test",
-        None => "other",
-    }
+    o.person.map_or("other", split_of)
 }
 
 /// Error rates per kind.

@@ -152,6 +152,12 @@ fn flash_at(flashes: &[Flash], t: i64) -> Option<(usize, i64, i64)> {
     None
 }
 
+/// The channels the screen lights `t` ms after the sequence began (dark
+/// before and after it).
+pub fn lit_at(flashes: &[Flash], t: i64) -> [f64; 3] {
+    flash_at(flashes, t).map_or([0.0; 3], |(i, _, _)| flashes[i].colour.rgb())
+}
+
 /// Mean linear RGB (0..1) of the skin and of the background in one frame.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct LightSample {
@@ -172,6 +178,11 @@ static LINEAR: LazyLock<[f32; 256]> = LazyLock::new(|| {
     })
 });
 
+/// An sRGB code value as linear light (0..1).
+pub fn linear(v: u8) -> f32 {
+    LINEAR[usize::from(v)]
+}
+
 #[derive(Default)]
 struct Mean {
     sum: [f64; 3],
@@ -181,7 +192,7 @@ struct Mean {
 impl Mean {
     fn add(&mut self, p: &image::Rgb<u8>) {
         for (s, &v) in self.sum.iter_mut().zip(&p.0) {
-            *s += f64::from(LINEAR[usize::from(v)]);
+            *s += f64::from(linear(v));
         }
         self.n += 1;
     }
@@ -552,7 +563,7 @@ mod tests {
         (0..(end + 800) / step)
             .map(|k| {
                 let t = k * step + 7;
-                let lit = flash_at(flashes, t as i64 - lag).map_or([0.0; 3], |(i, _, _)| flashes[i].colour.rgb());
+                let lit = lit_at(flashes, t as i64 - lag);
                 // Exposure and white balance drift, common to the whole frame.
                 let drift = [
                     1.0 + 0.2 * (k as f64 * 0.7).sin(),

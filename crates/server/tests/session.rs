@@ -9,9 +9,9 @@ use std::path::PathBuf;
 
 use facegate_eval::datasets::dataset_or_skip;
 use facegate_eval::headpose::{self, Pose};
-use facegate_eval::light_sim::{Ambient, Camera, lit_at, lit_jpeg};
+use facegate_eval::light_sim::{Ambient, Camera, lit_jpeg};
 use facegate_eval::liveness::print_view;
-use facegate_liveness::light::{Flash, total_ms};
+use facegate_liveness::light::{Flash, lit_at, total_ms};
 use facegate_vision::{EngineOptions, FaceEngine, ModelsDir};
 use serde_json::{Value, json};
 use sha2::Digest;

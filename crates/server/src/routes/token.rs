@@ -83,16 +83,17 @@ pub async fn issue_token(
     // The connection's peer; a router served without connection info (an
     // in-process test) counts every caller as one address.
     let address = peer.map_or(IpAddr::from([0, 0, 0, 0]), |Extension(ConnectInfo(a))| a.ip());
-    if let Err(wait) = state.limiter.admit(address) {
-        return Err(
-            ApiError::new(ErrorCode::TooManyAttempts, "too many token requests; try again later").retry_after(wait),
-        );
-    }
-    if let Err(wait) = state.limiter.check(address, &client_id) {
-        return Err(
-            ApiError::new(ErrorCode::TooManyAttempts, "too many failed attempts; try again later").retry_after(wait),
-        );
-    }
+    let throttled = |why: &str, wait| {
+        ApiError::new(ErrorCode::TooManyAttempts, format!("{why}; try again later")).retry_after(wait)
+    };
+    state
+        .limiter
+        .admit(address)
+        .map_err(|wait| throttled("too many token requests", wait))?;
+    state
+        .limiter
+        .check(address, &client_id)
+        .map_err(|wait| throttled("too many failed attempts", wait))?;
     let lookup_id = client_id.clone();
     let client = state
         .store(move |s| match s.client(&lookup_id) {
