@@ -1,5 +1,5 @@
 # facegate: the README's two commands are `make run` and `make test`.
-.PHONY: setup web-setup build run test lint bench
+.PHONY: setup web-setup services build run test lint bench
 
 setup: ## fetch and verify the models and ONNX Runtime (idempotent)
 	bash scripts/fetch-models.sh
@@ -7,14 +7,20 @@ setup: ## fetch and verify the models and ONNX Runtime (idempotent)
 web-setup: ## Chromium and playwright-core for the browser test (idempotent)
 	bash scripts/install-browser.sh
 
+services: ## PostgreSQL for the storage and multi-node tests (idempotent)
+	bash scripts/install-services.sh
+
 build: setup
 	cargo build --release -p facegate
 
 run: build ## start the server on its defaults
 	./target/release/facegate serve
 
-test: setup web-setup ## the whole test suite (real models, real browser; dataset tests skip without ../shared)
+test: setup web-setup services ## the whole test suite (real models, real browser, real PostgreSQL; dataset tests skip without ../shared)
 	cargo test --workspace
+	# The server tests that touch storage, again on PostgreSQL (the storage
+	# contract and the cluster tests run on it in the pass above already).
+	FACEGATE_TEST_DATABASE=postgres cargo test -p facegate-server --test auth --test gallery --test session --test face_match --test operations
 
 lint:
 	cargo fmt --check

@@ -1,14 +1,17 @@
 //! The ES256 signing key ring.
 //!
-//! Each key is a P-256 private key in `<dir>/<kid>.pem` (PKCS#8, mode 0600);
-//! the store records which keys exist and when each retired. The newest
+//! Each key is a P-256 private key (PKCS#8 PEM) sealed under the master key
+//! in the store, so every node sharing the database signs and verifies with
+//! the same ring and the database alone reveals no key. Stores made before
+//! keys were sealed kept them as `<dir>/<kid>.pem` files (mode 0600): such a
+//! key is sealed into the store the first time it is loaded. The newest
 //! active key signs. A retired key still verifies for one token lifetime
 //! after it retired, so rotation never invalidates a live token.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use facegate_storage::{SigningKey, Store, StoreError};
+use facegate_storage::{Cipher, SigningKey, Store, StoreError};
 use jsonwebtoken::jwk::{Jwk, JwkSet, KeyAlgorithm, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 use p256::pkcs8::{EncodePrivateKey, LineEnding};
@@ -22,8 +25,12 @@ pub enum KeyError {
     Store(#[from] StoreError),
     #[error("key file {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
-    #[error("key file {0} is not a valid P-256 private key")]
-    Invalid(PathBuf),
+    #[error("signing key {0} is not a valid P-256 private key")]
+    Invalid(String),
+    #[error("signing key {0} cannot be unsealed: the master key is not the one it was sealed with")]
+    Unseal(String),
+    #[error("signing key {0} is neither sealed in the store nor a file in the keys directory")]
+    Missing(String),
     #[error("the operating system's random source failed")]
     Random,
 }
@@ -60,6 +67,11 @@ fn key_path(dir: &Path, kid: &str) -> PathBuf {
     dir.join(format!("{kid}.pem"))
 }
 
+/// The name a private key is sealed under.
+fn seal_name(kid: &str) -> String {
+    format!("signing-key:{kid}")
+}
+
 fn io_err(path: &Path) -> impl Fn(std::io::Error) -> KeyError + '_ {
     move |source| KeyError::Io {
         path: path.to_path_buf(),
@@ -68,29 +80,33 @@ fn io_err(path: &Path) -> impl Fn(std::io::Error) -> KeyError + '_ {
 }
 
 impl KeyRing {
-    /// Loads every recorded key from `dir`.
-    pub fn load(store: &dyn Store, dir: &Path) -> Result<Self, KeyError> {
+    /// Loads every recorded key, unsealing it with `master`. A key of an
+    /// older store is read from `legacy_dir` and sealed into the store.
+    pub fn load(store: &dyn Store, master: &Cipher, legacy_dir: Option<&Path>) -> Result<Self, KeyError> {
         let keys = store
             .signing_keys()?
             .into_iter()
-            .map(|record| load_key(dir, record))
+            .map(|record| {
+                let pem = private_pem(store, master, legacy_dir, &record)?;
+                ring_key(record, &pem)
+            })
             .collect::<Result<_, _>>()?;
         Ok(Self { keys })
     }
 
     /// Loads the ring, creating a first key when there is no active one.
-    pub fn ensure(store: &dyn Store, dir: &Path) -> Result<Self, KeyError> {
-        let ring = Self::load(store, dir)?;
+    pub fn ensure(store: &dyn Store, master: &Cipher, legacy_dir: Option<&Path>) -> Result<Self, KeyError> {
+        let ring = Self::load(store, master, legacy_dir)?;
         if ring.signing_key().is_some() {
             return Ok(ring);
         }
-        create_key(store, dir)?;
-        Self::load(store, dir)
+        create_key(store, master)?;
+        Self::load(store, master, legacy_dir)
     }
 
     /// Creates a new key and retires the others; returns the new kid.
-    pub fn rotate(store: &dyn Store, dir: &Path) -> Result<String, KeyError> {
-        let kid = create_key(store, dir)?;
+    pub fn rotate(store: &dyn Store, master: &Cipher) -> Result<String, KeyError> {
+        let kid = create_key(store, master)?;
         store.retire_signing_keys_except(&kid, crate::now())?;
         Ok(kid)
     }
@@ -122,15 +138,38 @@ impl KeyRing {
     }
 }
 
-fn load_key(dir: &Path, record: SigningKey) -> Result<RingKey, KeyError> {
-    let path = key_path(dir, &record.kid);
+/// The key's PEM: unsealed from the store, or read from an older store's
+/// key file and sealed into the store on the way.
+fn private_pem(
+    store: &dyn Store,
+    master: &Cipher,
+    legacy_dir: Option<&Path>,
+    record: &SigningKey,
+) -> Result<Vec<u8>, KeyError> {
+    let name = seal_name(&record.kid);
+    if let Some(sealed) = &record.sealed_private {
+        return master
+            .open(&name, sealed)
+            .map_err(|_| KeyError::Unseal(record.kid.clone()));
+    }
+    let path = legacy_dir
+        .map(|dir| key_path(dir, &record.kid))
+        .filter(|p| p.exists())
+        .ok_or_else(|| KeyError::Missing(record.kid.clone()))?;
     let pem = std::fs::read(&path).map_err(io_err(&path))?;
-    let encoding = EncodingKey::from_ec_pem(&pem).map_err(|_| KeyError::Invalid(path.clone()))?;
-    let mut jwk = Jwk::from_encoding_key(&encoding, ALGORITHM).map_err(|_| KeyError::Invalid(path.clone()))?;
+    let sealed = master.seal(&name, &pem).map_err(|_| KeyError::Random)?;
+    store.seal_signing_key(&record.kid, &sealed)?;
+    Ok(pem)
+}
+
+fn ring_key(record: SigningKey, pem: &[u8]) -> Result<RingKey, KeyError> {
+    let invalid = || KeyError::Invalid(record.kid.clone());
+    let encoding = EncodingKey::from_ec_pem(pem).map_err(|_| invalid())?;
+    let mut jwk = Jwk::from_encoding_key(&encoding, ALGORITHM).map_err(|_| invalid())?;
     jwk.common.key_id = Some(record.kid.clone());
     jwk.common.public_key_use = Some(PublicKeyUse::Signature);
     jwk.common.key_algorithm = Some(KeyAlgorithm::ES256);
-    let decoding = DecodingKey::from_jwk(&jwk).map_err(|_| KeyError::Invalid(path.clone()))?;
+    let decoding = DecodingKey::from_jwk(&jwk).map_err(|_| invalid())?;
     Ok(RingKey {
         kid: record.kid,
         created_at: record.created_at,
@@ -141,9 +180,8 @@ fn load_key(dir: &Path, record: SigningKey) -> Result<RingKey, KeyError> {
     })
 }
 
-/// Generates a P-256 key, writes it 0600, and records it.
-fn create_key(store: &dyn Store, dir: &Path) -> Result<String, KeyError> {
-    create_private_dir(dir)?;
+/// Generates a P-256 key and records it, sealed under `master`.
+fn create_key(store: &dyn Store, master: &Cipher) -> Result<String, KeyError> {
     let secret = loop {
         // A uniformly random 32-byte string is a valid scalar except with
         // negligible probability; draw again in that case.
@@ -154,25 +192,17 @@ fn create_key(store: &dyn Store, dir: &Path) -> Result<String, KeyError> {
     };
     let pem = secret.to_pkcs8_pem(LineEnding::LF).map_err(|_| KeyError::Random)?;
     let kid = crate::secrets::new_id("k_").map_err(|_| KeyError::Random)?;
-    let path = key_path(dir, &kid);
-    write_private(&path, pem.as_bytes())?;
+    let sealed = master
+        .seal(&seal_name(&kid), pem.as_bytes())
+        .map_err(|_| KeyError::Random)?;
     store.add_signing_key(&SigningKey {
         kid: kid.clone(),
         algorithm: "ES256".into(),
         created_at: crate::now(),
         retired_at: None,
+        sealed_private: Some(sealed),
     })?;
     Ok(kid)
-}
-
-fn create_private_dir(dir: &Path) -> Result<(), KeyError> {
-    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io_err(dir))?;
-    }
-    Ok(())
 }
 
 /// Writes a new file that only the owner can read, created with that mode
@@ -195,24 +225,23 @@ mod tests {
     use super::*;
     use facegate_storage::SqliteStore;
 
+    fn master() -> Cipher {
+        Cipher::new(&[3u8; 32]).expect("key")
+    }
+
     #[test]
-    fn ensure_creates_one_private_key_and_rotation_keeps_the_old_verifying() {
-        let dir = tempfile::tempdir().expect("tempdir");
+    fn ensure_creates_one_sealed_key_and_rotation_keeps_the_old_verifying() {
         let store = SqliteStore::in_memory().expect("store");
-        let ring = KeyRing::ensure(&store, dir.path()).expect("ensure");
+        let ring = KeyRing::ensure(&store, &master(), None).expect("ensure");
         let first = ring.signing_key().expect("active").kid.clone();
-        assert_eq!(KeyRing::ensure(&store, dir.path()).expect("again").keys().len(), 1);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(key_path(dir.path(), &first))
-                .expect("stat")
-                .permissions()
-                .mode();
-            assert_eq!(mode & 0o777, 0o600);
-        }
-        let second = KeyRing::rotate(&store, dir.path()).expect("rotate");
-        let ring = KeyRing::load(&store, dir.path()).expect("load");
+        assert_eq!(KeyRing::ensure(&store, &master(), None).expect("again").keys().len(), 1);
+        let record = &store.signing_keys().expect("records")[0];
+        let sealed = record.sealed_private.as_deref().expect("sealed in the store");
+        assert!(!sealed.windows(10).any(|w| w == b"PRIVATE KE"), "never in clear");
+        let other = Cipher::new(&[4u8; 32]).expect("key");
+        assert!(matches!(KeyRing::load(&store, &other, None), Err(KeyError::Unseal(_))));
+        let second = KeyRing::rotate(&store, &master()).expect("rotate");
+        let ring = KeyRing::load(&store, &master(), None).expect("load");
         assert_eq!(ring.signing_key().expect("active").kid, second);
         let now = crate::now();
         assert!(
@@ -225,5 +254,31 @@ mod tests {
         );
         assert_eq!(ring.jwks(now, 1800).keys.len(), 2);
         assert_eq!(ring.jwks(now + 1801, 1800).keys.len(), 1);
+    }
+
+    #[test]
+    fn a_key_file_of_an_older_store_is_sealed_into_the_store() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::in_memory().expect("store");
+        let secret = p256::SecretKey::from_slice(&[9u8; 32]).expect("scalar");
+        let pem = secret.to_pkcs8_pem(LineEnding::LF).expect("pem");
+        write_private(&key_path(dir.path(), "k_old"), pem.as_bytes()).expect("file");
+        let record = SigningKey {
+            kid: "k_old".into(),
+            algorithm: "ES256".into(),
+            created_at: crate::now(),
+            retired_at: None,
+            sealed_private: None,
+        };
+        store.add_signing_key(&record).expect("record");
+        assert!(matches!(
+            KeyRing::load(&store, &master(), None),
+            Err(KeyError::Missing(_))
+        ));
+        let ring = KeyRing::load(&store, &master(), Some(dir.path())).expect("from the file");
+        assert_eq!(ring.signing_key().expect("active").kid, "k_old");
+        std::fs::remove_file(key_path(dir.path(), "k_old")).expect("rm");
+        let ring = KeyRing::load(&store, &master(), None).expect("now from the store");
+        assert_eq!(ring.keys().len(), 1);
     }
 }

@@ -197,7 +197,8 @@ mod tests {
     fn ring() -> (tempfile::TempDir, SqliteStore, KeyRing) {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = SqliteStore::in_memory().expect("store");
-        let ring = KeyRing::ensure(&store, dir.path()).expect("ring");
+        let master = facegate_storage::Cipher::new(&[5u8; 32]).expect("master");
+        let ring = KeyRing::ensure(&store, &master, None).expect("ring");
         (dir, store, ring)
     }
 

@@ -1,10 +1,9 @@
-//! `tenant`, `client` and `keys`: administration on the data directory.
-
-use std::path::Path;
+//! `tenant`, `client` and `keys`: administration on the store.
 
 use anyhow::Result;
 use clap::Subcommand;
 use facegate_server::admin::Admin;
+use facegate_server::at_rest::StorageConfig;
 use serde_json::json;
 
 #[derive(Subcommand)]
@@ -82,8 +81,8 @@ pub enum KeysCommand {
     },
 }
 
-pub fn tenant(data_dir: &Path, cmd: TenantCommand) -> Result<()> {
-    let admin = Admin::open(data_dir)?;
+pub fn tenant(storage: &StorageConfig, cmd: TenantCommand) -> Result<()> {
+    let admin = Admin::open(storage)?;
     match cmd {
         TenantCommand::Create { name, json } => {
             let t = admin.create_tenant(&name)?;
@@ -138,8 +137,8 @@ fn origins(admin: &Admin, cmd: OriginsCommand) -> Result<()> {
     Ok(())
 }
 
-pub fn client(data_dir: &Path, cmd: ClientCommand) -> Result<()> {
-    let admin = Admin::open(data_dir)?;
+pub fn client(storage: &StorageConfig, cmd: ClientCommand) -> Result<()> {
+    let admin = Admin::open(storage)?;
     match cmd {
         ClientCommand::Create {
             tenant,
@@ -193,21 +192,23 @@ pub fn client(data_dir: &Path, cmd: ClientCommand) -> Result<()> {
     Ok(())
 }
 
-pub fn keys(data_dir: &Path, cmd: KeysCommand) -> Result<()> {
-    let admin = Admin::open(data_dir)?;
+pub fn keys(storage: &StorageConfig, cmd: KeysCommand) -> Result<()> {
+    let admin = Admin::open(storage)?;
     let KeysCommand::Rotate { json } = cmd;
     let kid = admin.rotate_keys()?;
     if json {
         println!("{}", json!({"kid": kid}));
     } else {
-        println!("new signing key {kid}; a running server picks it up within 15 s");
+        println!(
+            "new signing key {kid}; running servers sign with it within their key-reload-interval (5 s by default)"
+        );
     }
     Ok(())
 }
 
 /// `facegate reindex --model V`.
-pub fn reindex(data_dir: &Path, models: &facegate_vision::ModelsDir, target: &str, json: bool) -> Result<()> {
-    let admin = Admin::open(data_dir)?;
+pub fn reindex(storage: &StorageConfig, models: &facegate_vision::ModelsDir, target: &str, json: bool) -> Result<()> {
+    let admin = Admin::open(storage)?;
     let bar = crate::progress::bar(admin.pending_faces(target)?, "re-embedding");
     let key = std::env::var("FACEGATE_DATA_KEY").ok();
     let reports = admin.reindex(models, key.as_deref(), target, || bar.inc(1))?;

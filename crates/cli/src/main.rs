@@ -11,6 +11,7 @@ mod light_eval;
 mod liveness_eval;
 mod progress;
 mod serve;
+mod storage_args;
 
 use std::path::PathBuf;
 
@@ -26,6 +27,8 @@ struct Cli {
     /// Directory holding the database and signing keys [default: data].
     #[arg(long, global = true, env = "FACEGATE_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    storage: storage_args::StorageArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -34,6 +37,9 @@ struct Cli {
 enum Command {
     /// Run the HTTP API server.
     Serve(serve::ServeArgs),
+    /// Bring the database schema to this build's version (PostgreSQL needs it
+    /// before `serve`; SQLite migrates itself).
+    Migrate,
     /// Manage tenants.
     #[command(subcommand)]
     Tenant(admin::TenantCommand),
@@ -83,12 +89,14 @@ fn main() -> anyhow::Result<()> {
     if !matches!(cli.command, Command::Serve(_)) {
         die_quietly_on_closed_pipe();
     }
+    let storage = || cli.storage.storage(&data_dir);
     match cli.command {
-        Command::Serve(args) => serve::run(args, cli.data_dir, Some(models_dir)),
-        Command::Tenant(cmd) => admin::tenant(&data_dir, cmd),
-        Command::Client(cmd) => admin::client(&data_dir, cmd),
-        Command::Keys(cmd) => admin::keys(&data_dir, cmd),
-        Command::Reindex { model, json } => admin::reindex(&data_dir, &models, &model, json),
+        Command::Serve(args) => serve::run(args, cli.storage.partial(cli.data_dir.clone()), Some(models_dir)),
+        Command::Migrate => storage_args::migrate(&storage()?),
+        Command::Tenant(cmd) => admin::tenant(&storage()?, cmd),
+        Command::Client(cmd) => admin::client(&storage()?, cmd),
+        Command::Keys(cmd) => admin::keys(&storage()?, cmd),
+        Command::Reindex { model, json } => admin::reindex(&storage()?, &models, &model, json),
         Command::Compare(args) => inspect::compare(&models, &args),
         Command::Detect(args) => inspect::detect(&models, &args),
         Command::Embed(args) => inspect::embed(&models, &args),

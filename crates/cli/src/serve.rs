@@ -5,7 +5,6 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use facegate_server::admin::Admin;
 use facegate_server::{Application, LogFormat, PartialConfig, shutdown_signal, telemetry};
 
 #[derive(Args)]
@@ -36,10 +35,9 @@ pub struct ServeArgs {
     calibration: Option<PathBuf>,
 }
 
-pub fn run(args: ServeArgs, data_dir: Option<PathBuf>, models_dir: Option<PathBuf>) -> Result<()> {
+pub fn run(args: ServeArgs, storage: PartialConfig, models_dir: Option<PathBuf>) -> Result<()> {
     let flags = PartialConfig {
         listen: args.listen,
-        data_dir,
         models_dir,
         log_format: args.log_format,
         workers: args.workers,
@@ -47,7 +45,7 @@ pub fn run(args: ServeArgs, data_dir: Option<PathBuf>, models_dir: Option<PathBu
         session_ttl: args.session_ttl,
         demo: args.demo.then_some(true),
         calibration: args.calibration,
-        ..PartialConfig::default()
+        ..storage
     };
     let file = args
         .config
@@ -63,10 +61,13 @@ pub fn run(args: ServeArgs, data_dir: Option<PathBuf>, models_dir: Option<PathBu
         .context("starting the async runtime")?;
     runtime.block_on(async move {
         let data_dir = config.data_dir.clone();
+        let embedded = config.database_url.is_none();
         let app = Application::build(config).await?;
         let addr = app.local_addr()?;
-        tracing::info!(%addr, data_dir = %data_dir.display(), "facegate is listening");
-        if !Admin::open(&data_dir)?.has_clients()? {
+        tracing::info!(%addr, "facegate is listening");
+        let store = std::sync::Arc::clone(&app.state().store);
+        let has_clients = tokio::task::spawn_blocking(move || store.clients(None).map(|c| !c.is_empty())).await??;
+        if embedded && !has_clients {
             print_first_start_help(&data_dir, addr);
         }
         app.run_until(shutdown_signal()).await?;

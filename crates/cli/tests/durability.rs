@@ -57,7 +57,7 @@ struct Acknowledged {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_writes_survive_kill_9() {
     let data = tempfile::tempdir().expect("tempdir");
-    let admin = Admin::open(data.path()).expect("admin");
+    let admin = Admin::open_dir(data.path()).expect("admin");
     let tenant = admin.create_tenant("acme").expect("tenant");
     let (client, _, secret) = admin.create_client("acme", "all").expect("client");
     drop(admin);

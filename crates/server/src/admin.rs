@@ -1,19 +1,22 @@
 //! Administration of tenants, API clients and signing keys, for the CLI.
-//! It works on the data directory directly, whether or not a server runs.
+//! It works on the store directly (the SQLite file or PostgreSQL), whether
+//! or not a server runs.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::Arc;
 
 use facegate_auth::keys::KeyError;
 use facegate_auth::permissions::UnknownPermission;
 use facegate_auth::secrets::{self, SecretError};
 use facegate_auth::{KeyRing, Permission};
-use facegate_storage::{Client, SessionStore, SqliteStore, Store, StoreError, Tenant};
+use facegate_storage::{Client, Store, StoreError, Tenant};
 
 use facegate_vision::{EngineOptions, FaceEngine, ModelError, ModelsDir};
 
-use crate::gallery::{GalleryError, load_image_key};
+use crate::at_rest::{AtRestError, Keys, StorageConfig};
+use crate::gallery::GalleryError;
 use crate::reindex::{ReindexError, TenantReindex, reindex};
-use crate::startup::{DataPaths, StartError, open_store};
+use crate::startup::StartError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
@@ -33,24 +36,38 @@ pub enum AdminError {
     Model(#[from] ModelError),
     #[error(transparent)]
     Reindex(#[from] ReindexError),
+    #[error(transparent)]
+    AtRest(#[from] AtRestError),
     #[error("{0}")]
     Invalid(String),
 }
 
 pub struct Admin {
-    store: SqliteStore,
-    keys_dir: PathBuf,
-    image_key: PathBuf,
+    store: Arc<dyn Store>,
+    storage: StorageConfig,
 }
 
 impl Admin {
-    pub fn open(data_dir: &Path) -> Result<Self, AdminError> {
-        let paths = DataPaths::new(data_dir);
+    pub fn open(storage: &StorageConfig) -> Result<Self, AdminError> {
         Ok(Self {
-            store: open_store(data_dir)?,
-            keys_dir: paths.keys,
-            image_key: paths.image_key,
+            store: storage.open()?,
+            storage: storage.clone(),
         })
+    }
+
+    /// On the SQLite store in `data_dir`.
+    pub fn open_dir(data_dir: &Path) -> Result<Self, AdminError> {
+        Self::open(&StorageConfig::sqlite(data_dir))
+    }
+
+    /// The store, for tools that work on it directly.
+    pub fn store(&self) -> &dyn Store {
+        self.store.as_ref()
+    }
+
+    /// The master and data keys (see [`crate::at_rest`]).
+    pub fn keys(&self, data_key: Option<&str>) -> Result<Keys, AdminError> {
+        Ok(self.storage.unlock(self.store.as_ref(), data_key)?)
     }
 
     pub fn create_tenant(&self, name: &str) -> Result<Tenant, AdminError> {
@@ -131,8 +148,10 @@ impl Admin {
 
     /// A new signing key; the old ones verify until their tokens expire.
     pub fn rotate_keys(&self) -> Result<String, AdminError> {
-        KeyRing::ensure(&self.store, &self.keys_dir)?;
-        Ok(KeyRing::rotate(&self.store, &self.keys_dir)?)
+        let master = self.keys(None)?.master;
+        let legacy = self.storage.legacy_keys_dir();
+        KeyRing::ensure(self.store.as_ref(), &master, legacy.as_deref())?;
+        Ok(KeyRing::rotate(self.store.as_ref(), &master)?)
     }
 
     /// Re-embeds every gallery onto `target` (see [`crate::reindex`]).
@@ -143,9 +162,9 @@ impl Admin {
         target: &str,
         progress: impl FnMut(),
     ) -> Result<Vec<TenantReindex>, AdminError> {
-        let cipher = load_image_key(data_key, &self.image_key)?;
+        let cipher = self.keys(data_key)?.data;
         let mut engine = FaceEngine::load(models, EngineOptions::default())?;
-        Ok(reindex(&self.store, &cipher, &mut engine, target, progress)?)
+        Ok(reindex(self.store.as_ref(), &cipher, &mut engine, target, progress)?)
     }
 
     /// Faces in the store that need re-embedding onto `target`.

@@ -6,8 +6,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use facegate_auth::TokenConfig;
+use facegate_storage::PostgresOptions;
 use facegate_vision::DecodeLimits;
 use serde::Deserialize;
+
+use crate::at_rest::{DatabaseUrl, MasterKey, StorageConfig};
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -66,6 +69,30 @@ pub struct Config {
     pub ann_min_faces: usize,
     /// A calibration file from `facegate calibrate --dataset`; default: the built-in table.
     pub calibration: Option<PathBuf>,
+    /// PostgreSQL instead of SQLite in the data directory.
+    pub database_url: Option<DatabaseUrl>,
+    pub master_key_file: Option<PathBuf>,
+    pub master_key: Option<MasterKey>,
+    /// This node's PostgreSQL pool and timeouts.
+    pub postgres: PostgresOptions,
+    /// Seconds between reloads of the signing keys: how long a rotation
+    /// takes to reach every node.
+    pub key_reload_interval: u64,
+    /// Milliseconds between reads of the gallery change log (searches
+    /// read it too, so this bounds only how stale an idle node gets).
+    pub gallery_follow_interval_ms: u64,
+}
+
+impl Config {
+    pub fn storage(&self) -> StorageConfig {
+        StorageConfig {
+            data_dir: self.data_dir.clone(),
+            database_url: self.database_url.clone(),
+            master_key_file: self.master_key_file.clone(),
+            master_key: self.master_key.clone(),
+            postgres: self.postgres,
+        }
+    }
 }
 
 impl Default for Config {
@@ -90,6 +117,12 @@ impl Default for Config {
             demo: false,
             ann_min_faces: facegate_gallery::ANN_MIN_FACES,
             calibration: None,
+            database_url: None,
+            master_key_file: None,
+            master_key: None,
+            postgres: PostgresOptions::default(),
+            key_reload_interval: 5,
+            gallery_follow_interval_ms: 200,
         }
     }
 }
@@ -119,6 +152,14 @@ pub struct PartialConfig {
     pub demo: Option<bool>,
     pub ann_min_faces: Option<usize>,
     pub calibration: Option<PathBuf>,
+    pub database_url: Option<DatabaseUrl>,
+    pub master_key_file: Option<PathBuf>,
+    pub master_key: Option<MasterKey>,
+    pub db_pool_size: Option<u32>,
+    pub db_acquire_timeout_ms: Option<u64>,
+    pub db_statement_timeout_ms: Option<u64>,
+    pub key_reload_interval: Option<u64>,
+    pub gallery_follow_interval_ms: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -167,6 +208,14 @@ impl PartialConfig {
             demo: self.demo.or(lower.demo),
             ann_min_faces: self.ann_min_faces.or(lower.ann_min_faces),
             calibration: self.calibration.or(lower.calibration),
+            database_url: self.database_url.or(lower.database_url),
+            master_key_file: self.master_key_file.or(lower.master_key_file),
+            master_key: self.master_key.or(lower.master_key),
+            db_pool_size: self.db_pool_size.or(lower.db_pool_size),
+            db_acquire_timeout_ms: self.db_acquire_timeout_ms.or(lower.db_acquire_timeout_ms),
+            db_statement_timeout_ms: self.db_statement_timeout_ms.or(lower.db_statement_timeout_ms),
+            key_reload_interval: self.key_reload_interval.or(lower.key_reload_interval),
+            gallery_follow_interval_ms: self.gallery_follow_interval_ms.or(lower.gallery_follow_interval_ms),
         }
     }
 
@@ -201,7 +250,32 @@ impl PartialConfig {
             demo: self.demo.unwrap_or(d.demo),
             ann_min_faces: self.ann_min_faces.unwrap_or(d.ann_min_faces),
             calibration: self.calibration.or(d.calibration),
+            database_url: self.database_url.or(d.database_url),
+            master_key_file: self.master_key_file.or(d.master_key_file),
+            master_key: self.master_key.or(d.master_key),
+            postgres: PostgresOptions {
+                pool_size: self.db_pool_size.unwrap_or(d.postgres.pool_size),
+                acquire_timeout: self
+                    .db_acquire_timeout_ms
+                    .map_or(d.postgres.acquire_timeout, std::time::Duration::from_millis),
+                statement_timeout: self
+                    .db_statement_timeout_ms
+                    .map_or(d.postgres.statement_timeout, std::time::Duration::from_millis),
+            },
+            key_reload_interval: self.key_reload_interval.unwrap_or(d.key_reload_interval),
+            gallery_follow_interval_ms: self.gallery_follow_interval_ms.unwrap_or(d.gallery_follow_interval_ms),
         };
+        let p = config.postgres;
+        if p.pool_size == 0 || p.acquire_timeout.is_zero() || p.statement_timeout.is_zero() {
+            return Err(ConfigError::Invalid(
+                "db-pool-size, db-acquire-timeout-ms and db-statement-timeout-ms must be positive".into(),
+            ));
+        }
+        if config.key_reload_interval == 0 || config.gallery_follow_interval_ms == 0 {
+            return Err(ConfigError::Invalid(
+                "key-reload-interval and gallery-follow-interval-ms must be positive".into(),
+            ));
+        }
         if config.session_ttl <= 0 || config.result_retention < 0 || config.sweep_interval == 0 {
             return Err(ConfigError::Invalid(
                 "session-ttl and sweep-interval must be positive, result-retention not negative".into(),

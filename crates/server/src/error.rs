@@ -40,12 +40,13 @@ pub enum ErrorCode {
     SessionInvalidated,
     AttemptNotActive,
     Busy,
+    StorageUnavailable,
     Internal,
 }
 
 impl ErrorCode {
     /// Every code, for documentation and tests.
-    pub const ALL: [ErrorCode; 25] = {
+    pub const ALL: [ErrorCode; 26] = {
         use ErrorCode::*;
         [
             InvalidRequest,
@@ -72,6 +73,7 @@ impl ErrorCode {
             SessionInvalidated,
             AttemptNotActive,
             Busy,
+            StorageUnavailable,
             Internal,
         ]
     };
@@ -90,7 +92,7 @@ impl ErrorCode {
             UnsupportedMediaType | UnsupportedContentType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             TooManyAttempts => StatusCode::TOO_MANY_REQUESTS,
             ReindexRequired | AttemptNotActive => StatusCode::CONFLICT,
-            Busy => StatusCode::SERVICE_UNAVAILABLE,
+            Busy | StorageUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -125,6 +127,7 @@ impl ErrorCode {
             SessionInvalidated => "SESSION_INVALIDATED_FACE_RECOGNITION_TOO_MANY_ATTEMPTS",
             AttemptNotActive => "attempt_not_active",
             Busy => "service_busy",
+            StorageUnavailable => "storage_unavailable",
             Internal => "internal_error",
         }
     }
@@ -179,7 +182,7 @@ fn oauth_error(code: ErrorCode) -> &'static str {
         ErrorCode::UnsupportedGrantType => "unsupported_grant_type",
         // RFC 6749 has no throttling code; the 429 and Retry-After say it,
         // and this is the nearest of its codes (§4.1.2.1).
-        ErrorCode::TooManyAttempts | ErrorCode::Busy => "temporarily_unavailable",
+        ErrorCode::TooManyAttempts | ErrorCode::Busy | ErrorCode::StorageUnavailable => "temporarily_unavailable",
         ErrorCode::Internal => "server_error",
         _ => "invalid_request",
     }

@@ -1,13 +1,40 @@
-//! The tenants' galleries: in-memory partitions rebuilt from storage, the
-//! key that seals stored images, and the per-tenant lock that makes
-//! search-then-insert atomic.
+//! The tenants' galleries: in-memory partitions rebuilt from storage and
+//! kept in step with the store's change log, the key that seals stored
+//! images, and the per-tenant lock that makes search-then-insert atomic.
+//!
+//! Every change to a gallery, on any node, is a row in the change log
+//! written in the same transaction as the change. A node applies the log to
+//! its partitions in the background and, before every search, once more up
+//! to what is committed at that moment: a search that starts after an insert
+//! was acknowledged, on whichever node, finds it (read-your-writes across
+//! nodes, not eventual consistency).
+//!
+//! PostgreSQL hands out log positions at insert and commits in any order, so
+//! a position can show up after higher ones were read. The cursor therefore
+//! remembers the positions it skipped and asks for them again, until they
+//! appear or are older than any transaction can be ([`GAP_LIFETIME`]; a
+//! rolled-back transaction leaves its position empty for good).
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use facegate_gallery::{FaceKey, Partition};
-use facegate_storage::{ImageCipher, Store, StoreError};
+use facegate_storage::shared::{ChangeKind, now_ms};
+use facegate_storage::{Cipher, GalleryChange, Store, StoreError};
+
+/// How long a skipped log position is asked for again. Transactions are
+/// bounded far below this by the statement and idle-in-transaction
+/// timeouts.
+pub const GAP_LIFETIME: Duration = Duration::from_secs(300);
+/// Skipped positions remembered at most (a sequence jump after a crash
+/// skips a few dozen).
+const MAX_GAPS: usize = 10_000;
+/// Log entries read per query.
+const BATCH: usize = 5_000;
+/// A node restarting re-reads this much of the log, to catch transactions
+/// that were in flight while it loaded.
+const RELOAD_OVERLAP_MS: i64 = 120_000;
 
 /// A shared partition.
 pub type SharedPartition = Arc<RwLock<Partition>>;
@@ -18,15 +45,50 @@ pub struct Galleries {
     stale: std::collections::HashSet<String>,
     partitions: RwLock<HashMap<String, SharedPartition>>,
     insert_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-    pub cipher: ImageCipher,
+    cursor: Mutex<LogCursor>,
+    pub cipher: Cipher,
+}
+
+/// How far this node has applied the change log.
+#[derive(Debug, Default)]
+struct LogCursor {
+    /// The highest position applied.
+    seen: i64,
+    /// Lower positions not seen yet, and since when.
+    gaps: Vec<(i64, Instant)>,
+}
+
+impl LogCursor {
+    /// Notes that `seq` was applied: positions it jumps over become gaps.
+    fn advance(&mut self, seq: i64) {
+        if seq > self.seen {
+            let now = Instant::now();
+            let skipped = (self.seen + 1..seq).rev().take(MAX_GAPS);
+            self.gaps.extend(skipped.map(|s| (s, now)));
+            self.seen = seq;
+        } else {
+            self.gaps.retain(|&(s, _)| s != seq);
+        }
+    }
+
+    /// Forgets gaps older than [`GAP_LIFETIME`] and beyond [`MAX_GAPS`].
+    fn expire(&mut self) {
+        self.gaps.retain(|(_, since)| since.elapsed() < GAP_LIFETIME);
+        if self.gaps.len() > MAX_GAPS {
+            self.gaps.sort_unstable_by_key(|&(s, _)| std::cmp::Reverse(s));
+            self.gaps.truncate(MAX_GAPS);
+        }
+    }
+
+    fn gap_positions(&self) -> Vec<i64> {
+        self.gaps.iter().map(|&(s, _)| s).collect()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum GalleryError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("image key {path}: {message}")]
-    Key { path: String, message: String },
 }
 
 /// A face id's index key; ids are UUIDs.
@@ -44,12 +106,15 @@ impl Galleries {
     pub fn rebuild(
         store: &dyn Store,
         model_version: &str,
-        cipher: ImageCipher,
+        cipher: Cipher,
         ann_min_faces: usize,
     ) -> Result<Self, GalleryError> {
         let mut partitions = HashMap::new();
         let mut stale = std::collections::HashSet::new();
         let start = std::time::Instant::now();
+        // Read before loading: changes committed meanwhile are applied again
+        // (idempotently) by the first catch-up.
+        let from = store.gallery_position(now_ms() - RELOAD_OVERLAP_MS)?;
         let mut total = 0usize;
         for tenant in store.tenants()? {
             let version = store
@@ -88,8 +153,52 @@ impl Galleries {
             stale,
             partitions: RwLock::new(partitions),
             insert_locks: Mutex::new(HashMap::new()),
+            cursor: Mutex::new(LogCursor {
+                seen: from,
+                gaps: Vec::new(),
+            }),
             cipher,
         })
+    }
+
+    /// Applies every change committed to the log so far; returns how many.
+    /// Blocking (one query per [`BATCH`]): run it on the blocking pool.
+    pub fn catch_up(&self, store: &dyn Store) -> Result<usize, StoreError> {
+        // One catch-up at a time; a second caller waits and then finds
+        // little left to read. The lock guards plain data: a poisoned one
+        // still holds a usable cursor.
+        let mut cursor = self.cursor.lock().unwrap_or_else(|p| p.into_inner());
+        cursor.expire();
+        let mut applied = 0;
+        loop {
+            let gaps = cursor.gap_positions();
+            let changes = store.gallery_changes(cursor.seen, &gaps, &self.model_version, BATCH)?;
+            for change in &changes {
+                self.apply(change);
+                cursor.advance(change.seq);
+            }
+            applied += changes.len();
+            if changes.len() < BATCH {
+                return Ok(applied);
+            }
+        }
+    }
+
+    fn apply(&self, change: &GalleryChange) {
+        if self.stale.contains(&change.tenant_id) {
+            return;
+        }
+        let Some(key) = face_key(&change.face_id) else { return };
+        let partition = self.partition(&change.tenant_id);
+        let mut p = partition.write().unwrap_or_else(|e| e.into_inner());
+        match (change.kind, &change.vector) {
+            (ChangeKind::Insert, Some(vector)) => p.insert(key, vector),
+            // Purged since, or enrolled under another model version.
+            (ChangeKind::Insert, None) => {}
+            (ChangeKind::Purge, _) => {
+                p.remove(key);
+            }
+        }
     }
 
     pub fn model_version(&self) -> &str {
@@ -118,30 +227,6 @@ impl Galleries {
         let mut map = self.insert_locks.lock().unwrap_or_else(|p| p.into_inner());
         Arc::clone(map.entry(tenant.to_string()).or_default())
     }
-}
-
-/// The image-sealing key: base64 from the configuration, or a 32-byte key
-/// file (created 0600 on first start).
-pub fn load_image_key(configured: Option<&str>, key_file: &Path) -> Result<ImageCipher, GalleryError> {
-    let err = |message: String| GalleryError::Key {
-        path: key_file.display().to_string(),
-        message,
-    };
-    let key = match configured {
-        Some(b64) => {
-            use base64::Engine;
-            base64::engine::general_purpose::STANDARD
-                .decode(b64.trim())
-                .map_err(|_| err("the configured data key is not base64".into()))?
-        }
-        None if key_file.exists() => std::fs::read(key_file).map_err(|e| err(e.to_string()))?,
-        None => {
-            let key = facegate_auth::random_bytes::<32>().map_err(|e| err(e.to_string()))?;
-            facegate_auth::keys::write_private(key_file, &key).map_err(|e| err(e.to_string()))?;
-            key.to_vec()
-        }
-    };
-    ImageCipher::new(&key).map_err(|e| err(e.to_string()))
 }
 
 /// Builds a large partition's HNSW graph on a background thread (minutes

@@ -9,6 +9,7 @@
 
 pub mod admin;
 pub mod analysis;
+pub mod at_rest;
 pub mod auth;
 pub mod config;
 pub mod cors;

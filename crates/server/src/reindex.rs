@@ -11,7 +11,7 @@
 //! storage, are not searchable under the new version, are counted in the
 //! report, and are removed by `DELETE …?purge=true` like any other face.
 
-use facegate_storage::{ImageCipher, Store, StoreError, Template};
+use facegate_storage::{Cipher, Store, StoreError, Template};
 use facegate_vision::{FaceEngine, MODEL_VERSION};
 use serde::Serialize;
 
@@ -44,7 +44,7 @@ const BATCH: usize = 64;
 /// Re-indexes every tenant onto `target`; `progress` is told of each face.
 pub fn reindex(
     store: &dyn Store,
-    cipher: &ImageCipher,
+    cipher: &Cipher,
     engine: &mut FaceEngine,
     target: &str,
     mut progress: impl FnMut(),
@@ -79,7 +79,7 @@ pub fn reindex(
 
 fn reembed(
     store: &dyn Store,
-    cipher: &ImageCipher,
+    cipher: &Cipher,
     engine: &mut FaceEngine,
     target: &str,
     face: facegate_storage::PendingFace,

@@ -12,16 +12,17 @@ use axum::routing::{get, post};
 use facegate_auth::KeyRing;
 use facegate_auth::keys::KeyError;
 use facegate_matching::{Calibration, CalibrationError, calibration_for, resolve};
-use facegate_storage::{SqliteStore, Store, StoreError};
+use facegate_storage::{Store, StoreError};
 use facegate_vision::{EngineOptions, MODEL_VERSION, ModelError, ModelsDir};
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
 
+use crate::at_rest::{AtRestError, StorageConfig};
 use crate::config::Config;
 use crate::error::{ApiError, ErrorCode, render_errors};
-use crate::gallery::{Galleries, GalleryError, load_image_key};
+use crate::gallery::{Galleries, GalleryError};
 use crate::inference::InferencePool;
 use crate::routes::{docs, face_match, gallery, info, ops, sdk, session, token};
 use crate::secret_checks::SecretChecks;
@@ -40,38 +41,12 @@ pub enum StartError {
     Gallery(#[from] GalleryError),
     #[error(transparent)]
     Calibration(#[from] CalibrationError),
+    #[error(transparent)]
+    AtRest(#[from] AtRestError),
     #[error("no built-in calibration for model {MODEL_VERSION}; pass --calibration")]
     NoCalibration,
     #[error("{0}")]
     Io(#[from] std::io::Error),
-}
-
-/// The paths under a data directory.
-pub struct DataPaths {
-    pub database: std::path::PathBuf,
-    pub keys: std::path::PathBuf,
-    pub image_key: std::path::PathBuf,
-}
-
-impl DataPaths {
-    pub fn new(data_dir: &std::path::Path) -> Self {
-        Self {
-            database: data_dir.join("facegate.db"),
-            keys: data_dir.join("keys"),
-            image_key: data_dir.join("image.key"),
-        }
-    }
-}
-
-/// Opens (creating if needed) the store under `data_dir`.
-pub fn open_store(data_dir: &std::path::Path) -> Result<SqliteStore, StartError> {
-    std::fs::create_dir_all(data_dir)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))?;
-    }
-    Ok(SqliteStore::open(&DataPaths::new(data_dir).database)?)
 }
 
 /// The calibration file given, checked for this model, or the built-in one.
@@ -98,14 +73,11 @@ const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 impl Application {
     /// Opens the store, loads the keys and the models, and binds the port.
     pub async fn build(config: Config) -> Result<Self, StartError> {
-        let store: Arc<dyn Store> = Arc::new(open_store(&config.data_dir)?);
-        let keys_dir = DataPaths::new(&config.data_dir).keys;
-        let ring = {
-            let (store, dir) = (Arc::clone(&store), keys_dir.clone());
-            tokio::task::spawn_blocking(move || KeyRing::ensure(store.as_ref(), &dir))
-                .await
-                .map_err(std::io::Error::other)??
-        };
+        let storage = config.storage();
+        let data_key = config.data_key.clone();
+        let (store, keys, ring) = tokio::task::spawn_blocking(move || open_and_unlock(&storage, data_key.as_deref()))
+            .await
+            .map_err(std::io::Error::other)??;
         let pool = {
             let models = ModelsDir::new(&config.models_dir);
             let options = EngineOptions {
@@ -119,7 +91,7 @@ impl Application {
         };
         let galleries = {
             let store = Arc::clone(&store);
-            let cipher = load_image_key(config.data_key.as_deref(), &DataPaths::new(&config.data_dir).image_key)?;
+            let cipher = keys.data;
             let ann_min_faces = config.ann_min_faces;
             tokio::task::spawn_blocking(move || {
                 Galleries::rebuild(store.as_ref(), MODEL_VERSION, cipher, ann_min_faces)
@@ -130,9 +102,11 @@ impl Application {
         let calibration = load_calibration(config.calibration.as_deref())?;
         let listener = TcpListener::bind(config.listen).await?;
         let checks = SecretChecks::start()?;
+        let storage = config.storage();
         let state = AppState::new(config, store, ring, pool, galleries, calibration, checks);
-        spawn_housekeeping(state.clone(), keys_dir);
-        spawn_session_sweeper(state.clone());
+        spawn_housekeeping(state.clone(), storage, keys.master);
+        spawn_janitor(state.clone());
+        spawn_gallery_follower(state.clone());
         Ok(Self {
             listener,
             router: router(state.clone()),
@@ -156,15 +130,31 @@ impl Application {
     }
 }
 
-/// Reloads the key ring (so `facegate keys rotate` takes effect) and runs
-/// the metrics exporter's upkeep.
-fn spawn_housekeeping(state: AppState, keys_dir: std::path::PathBuf) {
+/// Opens the store, unlocks the keys at rest and loads the signing keys
+/// (making the first one on a new store).
+fn open_and_unlock(
+    storage: &StorageConfig,
+    data_key: Option<&str>,
+) -> Result<(Arc<dyn Store>, crate::at_rest::Keys, KeyRing), StartError> {
+    let store = storage.open()?;
+    let keys = storage.unlock(store.as_ref(), data_key)?;
+    let ring = KeyRing::ensure(store.as_ref(), &keys.master, storage.legacy_keys_dir().as_deref())?;
+    tracing::info!(backend = storage.location().backend(), "store opened");
+    Ok((store, keys, ring))
+}
+
+/// Reloads the key ring (so a rotation through any node or the CLI takes
+/// effect within `key_reload_interval`) and runs the metrics exporter's
+/// upkeep.
+fn spawn_housekeeping(state: AppState, storage: StorageConfig, master: facegate_storage::Cipher) {
+    let master = Arc::new(master);
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(15));
+        let mut tick = tokio::time::interval(Duration::from_secs(state.config.key_reload_interval));
         loop {
             tick.tick().await;
-            let (store, dir) = (Arc::clone(&state.store), keys_dir.clone());
-            match tokio::task::spawn_blocking(move || KeyRing::load(store.as_ref(), &dir)).await {
+            let (store, master, legacy) = (Arc::clone(&state.store), Arc::clone(&master), storage.legacy_keys_dir());
+            let reload = move || KeyRing::load(store.as_ref(), &master, legacy.as_deref());
+            match tokio::task::spawn_blocking(reload).await {
                 Ok(Ok(ring)) => state.set_keys(ring),
                 Ok(Err(e)) => tracing::warn!(error = %e, "reloading signing keys failed"),
                 Err(e) => tracing::warn!(error = %e, "reloading signing keys panicked"),
@@ -174,17 +164,64 @@ fn spawn_housekeeping(state: AppState, keys_dir: std::path::PathBuf) {
     });
 }
 
-/// Deletes expired sessions with their photos and frames.
-fn spawn_session_sweeper(state: AppState) {
+/// The janitor's lease: one node at a time sweeps, whichever holds it.
+const JANITOR_LEASE: &str = "janitor";
+/// Gallery log entries are kept this long; a node cut off from the
+/// database for longer reloads its galleries (see the follower).
+const LOG_RETENTION_MS: i64 = 24 * 3600 * 1000;
+
+/// Deletes expired sessions with their photos and frames, old failure
+/// counters and old gallery log entries: on one node at a time, under a
+/// lease that lapses after three intervals, so another node takes the work
+/// over when the holder dies.
+fn spawn_janitor(state: AppState) {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(state.config.sweep_interval));
+        let interval = state.config.sweep_interval;
+        let mut tick = tokio::time::interval(Duration::from_secs(interval));
+        let lease_ms = i64::try_from(interval * 3000).unwrap_or(i64::MAX);
         loop {
             tick.tick().await;
+            let holder = state.node_id.clone();
             let now = facegate_auth::now();
-            match state.store(move |s| s.sweep_sessions(now)).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(sessions = n, "swept expired face sessions"),
+            let swept = state
+                .store(move |s| {
+                    let now_ms = facegate_storage::shared::now_ms();
+                    if !s.acquire_lease(JANITOR_LEASE, &holder, now_ms, now_ms.saturating_add(lease_ms))? {
+                        return Ok(None);
+                    }
+                    s.prune_failures(now - crate::limiter::WINDOW_SECS)?;
+                    s.prune_gallery_changes(now_ms - LOG_RETENTION_MS)?;
+                    s.sweep_sessions(now).map(Some)
+                })
+                .await;
+            match swept {
+                Ok(None | Some(0)) => {}
+                Ok(Some(n)) => tracing::info!(sessions = n, "swept expired face sessions"),
                 Err(e) => tracing::warn!(error = %e.message, "sweeping face sessions failed"),
+            }
+        }
+    });
+}
+
+/// Applies other nodes' gallery changes between searches (searches catch
+/// up by themselves; this keeps the work before each one small). A node
+/// that could not read the log for half as long as it is kept says so: it
+/// may have missed pruned entries, and a restart reloads its galleries.
+fn spawn_gallery_follower(state: AppState) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(state.config.gallery_follow_interval_ms));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_ok = std::time::Instant::now();
+        loop {
+            tick.tick().await;
+            match crate::routes::gallery::catch_up(&state).await {
+                Ok(()) => last_ok = std::time::Instant::now(),
+                Err(_) if last_ok.elapsed() > Duration::from_millis(LOG_RETENTION_MS.unsigned_abs() / 2) => {
+                    tracing::error!(
+                        "the gallery change log was unreadable for half its retention; restart this node to reload its galleries"
+                    );
+                }
+                Err(_) => {}
             }
         }
     });

@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::error::ApiError;
 use crate::gallery::Galleries;
 use crate::inference::InferencePool;
-use crate::limiter::FailureLimiter;
+use crate::limiter::RequestBudget;
 use crate::secret_checks::SecretChecks;
 
 #[derive(Clone)]
@@ -20,7 +20,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     keys: Arc<RwLock<Arc<KeyRing>>>,
     pub pool: InferencePool,
-    pub limiter: Arc<FailureLimiter>,
+    /// This node's token-request budget per address.
+    pub limiter: Arc<RequestBudget>,
     /// The argon2 checks' one thread: token floods get that much CPU and
     /// no more, so matching keeps the rest.
     pub secret_checks: Arc<SecretChecks>,
@@ -28,6 +29,8 @@ pub struct AppState {
     pub galleries: Arc<Galleries>,
     /// The calibration in force: every decision names it.
     pub calibration: Arc<Calibration>,
+    /// This process's name in leases (random per start).
+    pub node_id: String,
 }
 
 impl AppState {
@@ -40,18 +43,18 @@ impl AppState {
         calibration: Arc<Calibration>,
         secret_checks: SecretChecks,
     ) -> Self {
-        let limiter = Arc::new(FailureLimiter::new(config.failed_auth_per_minute));
         let secret_checks = Arc::new(secret_checks);
         Self {
             config: Arc::new(config),
             store,
             keys: Arc::new(RwLock::new(Arc::new(keys))),
             pool,
-            limiter,
+            limiter: Arc::new(RequestBudget::default()),
             secret_checks,
             metrics: crate::telemetry::metrics_handle(),
             galleries: Arc::new(galleries),
             calibration,
+            node_id: format!("node-{}", uuid::Uuid::new_v4()),
         }
     }
 
@@ -78,6 +81,15 @@ impl AppState {
             Ok(result) => result.map_err(|e| match e {
                 StoreError::NotFound(what) => {
                     ApiError::new(crate::error::ErrorCode::NotFound, format!("{what} not found"))
+                }
+                StoreError::Unavailable(why) => {
+                    // The cause goes to the log; the caller learns only to retry.
+                    tracing::warn!(error = %why, "the database is unavailable");
+                    ApiError::new(
+                        crate::error::ErrorCode::StorageUnavailable,
+                        "the database is unavailable; try again shortly",
+                    )
+                    .retry_after(1)
                 }
                 other => ApiError::internal(other),
             }),

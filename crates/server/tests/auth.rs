@@ -111,7 +111,7 @@ async fn revoked_clients_lose_tokens_and_existing_tokens() {
     let app = TestApp::spawn().await;
     let c = app.client("acme", "face:match");
     let token = app.token(&c).await;
-    app.admin().revoke_client(&c.id).expect("revoke");
+    app.admin(|a| a.revoke_client(&c.id)).expect("revoke");
     let again = app.credentials_response(&c).await;
     assert_oauth_error(again, 401, "invalid_client").await;
     let used = app.post_json(MATCH, &token, &any_body()).await;
@@ -274,9 +274,9 @@ async fn invalid_bearer_tokens_get_401_and_missing_permissions_403() {
     );
     assert_error(app.post_json(MATCH, &iss, &body).await, 401, "unauthorized").await;
     // Signed by a key the server never made.
-    let elsewhere = tempfile::tempdir().expect("tempdir");
     let store = facegate_storage::SqliteStore::in_memory().expect("store");
-    let foreign_ring = KeyRing::ensure(&store, elsewhere.path()).expect("ring");
+    let master = facegate_storage::Cipher::new(&[1u8; 32]).expect("key");
+    let foreign_ring = KeyRing::ensure(&store, &master, None).expect("ring");
     let foreign = forge(&foreign_ring, &config, &c.tenant, &c.id);
     assert_error(app.post_json(MATCH, &foreign, &body).await, 401, "unauthorized").await;
     // alg: none, and HS256 keyed with public material.
@@ -316,23 +316,28 @@ async fn tokens_are_bound_to_their_tenant() {
     let crossed = forge(&app.state.keys(), &TokenConfig::default(), &a.tenant, &b.id);
     assert_error(app.post_json(MATCH, &crossed, &any_body()).await, 401, "unauthorized").await;
     // Revoking tenant A's client leaves tenant B's token working.
-    app.admin().revoke_client(&a.id).expect("revoke");
+    app.admin(|admin| admin.revoke_client(&a.id)).expect("revoke");
     let still = app.post_json(MATCH, &token_b, &any_body()).await;
     assert_error(still, 400, "invalid_base64").await;
 }
 
 #[tokio::test]
 async fn rotated_keys_keep_old_tokens_valid() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(|c| c.key_reload_interval = 1).await;
     let c = app.client("acme", "face:match");
     let old = app.token(&c).await;
-    app.admin().rotate_keys().expect("rotate");
-    let data = app.data.path().to_path_buf();
-    let store = facegate_storage::SqliteStore::open(&data.join("facegate.db")).expect("store");
-    app.state
-        .set_keys(KeyRing::load(&store, &data.join("keys")).expect("reload"));
-    let new = app.token(&c).await;
     let kid = |t: &str| jsonwebtoken::decode_header(t).expect("header").kid;
+    let rotated = app.admin(|a| a.rotate_keys()).expect("rotate");
+    // The server reloads its ring every key_reload_interval.
+    let mut new = app.token(&c).await;
+    for _ in 0..40 {
+        if kid(&new).as_deref() == Some(rotated.as_str()) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        new = app.token(&c).await;
+    }
+    assert_eq!(kid(&new).as_deref(), Some(rotated.as_str()), "the new key signs");
     assert_ne!(kid(&old), kid(&new));
     for token in [&old, &new] {
         assert_error(app.post_json(MATCH, token, &any_body()).await, 400, "invalid_base64").await;

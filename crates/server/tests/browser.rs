@@ -116,7 +116,7 @@ async fn the_sdk_runs_genuine_print_wrong_person_and_expired_sessions_in_chromiu
     let mut tokens = Vec::new();
     for a in [&app, &short] {
         let c = a.client("shop", "face:session");
-        a.admin().add_origin("shop", "localhost").expect("origin");
+        a.admin(|a| a.add_origin("shop", "localhost")).expect("origin");
         tokens.push((a.token(&c).await, c.id));
     }
     let work = tempfile::tempdir().expect("tmp");

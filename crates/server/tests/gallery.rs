@@ -81,9 +81,8 @@ async fn delete_keeps_the_template_and_purge_removes_it() {
     let photo = sample(ANNA);
     let id = insert(&app, &token, &photo).await;
     assert_eq!(delete(&app, &token, &id, false).await.status(), 204);
-    let store = app.state.store.clone();
     assert_eq!(
-        store.face_state(&c.tenant, &id).expect("state"),
+        app.store(|s| s.face_state(&c.tenant, &id)).expect("state"),
         Some(false),
         "the image is gone from storage"
     );
@@ -94,7 +93,7 @@ async fn delete_keeps_the_template_and_purge_removes_it() {
         "still searchable by its template"
     );
     assert_eq!(delete(&app, &token, &id, true).await.status(), 204);
-    assert_eq!(store.face_state(&c.tenant, &id).expect("state"), None);
+    assert_eq!(app.store(|s| s.face_state(&c.tenant, &id)).expect("state"), None);
     let gone = search(&app, &token, &photo, false).await;
     assert_eq!(gone["oneToNVerificationMatch"], false);
     assert_error(delete(&app, &token, &id, false).await, 404, "not_found").await;
@@ -245,7 +244,7 @@ async fn two_hundred_lfw_identities_are_found_and_strangers_are_not() {
         c.ann_min_faces = 100;
     })
     .await;
-    let tenant = app.admin().tenants().expect("tenants")[0].id.clone();
+    let tenant = app.admin(|a| a.tenants()).expect("tenants")[0].id.clone();
     let partition = app.state.galleries.partition(&tenant);
     for _ in 0..200 {
         if partition.read().expect("lock").has_ann() {

@@ -5,7 +5,6 @@
 mod support;
 
 use facegate_server::admin::Admin;
-use facegate_server::gallery::load_image_key;
 use facegate_storage::{NewFace, SqliteStore, Store, Template};
 use facegate_vision::{MODEL_VERSION, ModelsDir};
 use serde_json::json;
@@ -16,12 +15,12 @@ const OLD: &str = "sface-previous";
 #[tokio::test]
 async fn reindex_moves_a_gallery_to_the_new_model() {
     let data = tempfile::tempdir().expect("tempdir");
-    let admin = Admin::open(data.path()).expect("admin");
+    let admin = Admin::open_dir(data.path()).expect("admin");
     let tenant = admin.create_tenant("acme").expect("tenant");
     let (client, _, secret) = admin.create_client("acme", "all").expect("client");
     // A gallery made by an older model: real images, placeholder vectors.
     let store = SqliteStore::open(&data.path().join("facegate.db")).expect("store");
-    let cipher = load_image_key(None, &data.path().join("image.key")).expect("key");
+    let cipher = admin.keys(None).expect("keys").data;
     let photos = ["Female_40_1_1_1.jpg", "Male_40_1_1_1.jpg", "Female_41_1_1_1.jpg"];
     let ids: Vec<String> = (0..3).map(|_| uuid::Uuid::new_v4().to_string()).collect();
     for (id, photo) in ids.iter().zip(photos) {
@@ -44,7 +43,7 @@ async fn reindex_moves_a_gallery_to_the_new_model() {
 
     drop(store);
     // Before re-indexing, the server refuses to search a gallery of another model.
-    let app = TestApp::spawn_in(data, |_| {}).await;
+    let app = TestApp::spawn_in(data, support::on_sqlite).await;
     let creds = support::Credentials {
         id: client.id.clone(),
         secret: secret.clone(),
@@ -89,7 +88,7 @@ async fn reindex_moves_a_gallery_to_the_new_model() {
     );
     drop(store);
 
-    let app = TestApp::spawn_in(data, |_| {}).await;
+    let app = TestApp::spawn_in(data, support::on_sqlite).await;
     let token = app.token(&creds).await;
     let found: serde_json::Value = app
         .post_json("/api/v1/face/one-to-n/search", &token, &body)

@@ -2,19 +2,27 @@
 //!
 //! The server and the admin CLI only see the trait and the plain records
 //! below; SQL lives in the backend modules. SQLite (WAL, `synchronous=FULL`)
-//! is the embedded default; another backend implements the same trait and
-//! passes the same contract tests. Calls are synchronous and short: the server
-//! runs them on its blocking pool.
+//! is the embedded default; PostgreSQL lets any number of nodes share one
+//! database. Both implement the same trait and pass the same contract suite
+//! (`tests/contract.rs`). Calls are synchronous and short: the server runs
+//! them on its blocking pool.
 
 pub mod cipher;
+mod open;
+mod postgres;
 pub mod sessions;
+pub mod shared;
 mod sqlite;
 
-pub use cipher::ImageCipher;
+pub use cipher::Cipher;
+pub use open::{Location, migrate, open};
+pub use postgres::{PostgresOptions, PostgresStore, SCHEMA_VERSION as POSTGRES_SCHEMA_VERSION};
 pub use sessions::{Attempt, Frame, NewSession, Session, SessionResult, SessionState, SessionStore};
+pub use shared::{FailureCount, GalleryChange, SharedStore};
 pub use sqlite::SqliteStore;
 
-/// A storage failure. Messages name the operation, never row contents.
+/// A storage failure. Messages name the operation, never row contents, the
+/// database URL or the query.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("{0} not found")]
@@ -22,9 +30,33 @@ pub enum StoreError {
     #[error("{0} already exists")]
     Conflict(&'static str),
     #[error("database error: {0}")]
-    Database(#[from] rusqlite::Error),
+    Sqlite(#[from] rusqlite::Error),
+    /// A statement the database refused, by SQLSTATE and message (never the
+    /// detail line, which may quote row values).
+    #[error("database error {code}: {message}")]
+    Postgres { code: String, message: String },
+    /// The database cannot be reached now (down, restarting, pool
+    /// exhausted); the caller may retry shortly.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    /// The schema is older than this build; `facegate migrate` fixes it.
+    #[error(
+        "the database schema is at version {found}, this build needs {needed}: run `facegate migrate` with the same --database-url"
+    )]
+    SchemaBehind { found: i64, needed: i64 },
+    #[error("the database schema is at version {found}, newer than this build's {needed}: upgrade facegate")]
+    SchemaAhead { found: i64, needed: i64 },
+    #[error("{0}")]
+    Config(String),
     #[error("storage I/O error: {0}")]
     Io(#[from] std::io::Error),
+}
+
+impl StoreError {
+    /// Whether retrying later may succeed (the database was unreachable).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -50,14 +82,15 @@ pub struct Client {
     pub revoked_at: Option<Timestamp>,
 }
 
-/// A signing key's record. The private key itself is a 0600 file owned by
-/// the key ring; the store keeps which keys exist and when they retired.
+/// A signing key's record, with its private key sealed under the master
+/// key (`None` for a key of an older SQLite store, kept as a 0600 file).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SigningKey {
     pub kid: String,
     pub algorithm: String,
     pub created_at: Timestamp,
     pub retired_at: Option<Timestamp>,
+    pub sealed_private: Option<Vec<u8>>,
 }
 
 /// A template: one model version's embedding of a face.
@@ -74,7 +107,7 @@ pub struct NewFace {
     pub id: String,
     pub tenant_id: String,
     pub created_at: Timestamp,
-    /// The original image, already encrypted (see [`ImageCipher`]).
+    /// The original image, already encrypted (see [`Cipher`]).
     pub sealed_image: Vec<u8>,
     pub template: Template,
 }
@@ -90,7 +123,7 @@ pub struct PendingFace {
 }
 
 /// Everything facegate persists.
-pub trait Store: SessionStore + Send + Sync {
+pub trait Store: SessionStore + SharedStore + Send + Sync {
     fn create_tenant(&self, tenant: &Tenant) -> Result<()>;
     fn tenants(&self) -> Result<Vec<Tenant>>;
     /// By id or by name.
@@ -106,11 +139,14 @@ pub trait Store: SessionStore + Send + Sync {
     fn signing_keys(&self) -> Result<Vec<SigningKey>>;
     /// Retires every key but `keep` at `at`.
     fn retire_signing_keys_except(&self, keep: &str, at: Timestamp) -> Result<()>;
+    /// Stores the sealed private key of a key recorded without one.
+    fn seal_signing_key(&self, kid: &str, sealed_private: &[u8]) -> Result<()>;
 
     /// A cheap round trip, for readiness checks.
     fn ping(&self) -> Result<()>;
 
-    /// Stores a face and its template in one durable transaction.
+    /// Stores a face and its template in one durable transaction, with a
+    /// gallery change (see [`SharedStore::gallery_changes`]).
     fn insert_face(&self, face: &NewFace) -> Result<()> {
         self.insert_faces(std::slice::from_ref(face))
     }
@@ -119,8 +155,8 @@ pub trait Store: SessionStore + Send + Sync {
     /// Deletes a face's stored image, keeping its templates. `false` when
     /// the tenant has no such face.
     fn delete_face_image(&self, tenant_id: &str, face_id: &str, at: Timestamp) -> Result<bool>;
-    /// Deletes a face with its image and templates. `false` when the tenant
-    /// has no such face.
+    /// Deletes a face with its image and templates, with a gallery change.
+    /// `false` when the tenant has no such face.
     fn purge_face(&self, tenant_id: &str, face_id: &str) -> Result<bool>;
     /// Whether the face exists, and whether its image is still stored.
     fn face_state(&self, tenant_id: &str, face_id: &str) -> Result<Option<bool>>;

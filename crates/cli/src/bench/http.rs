@@ -89,7 +89,7 @@ pub fn run(models: &ModelsDir, args: &HttpArgs) -> Result<()> {
     let lfw = lfw_dir(args.lfw.as_deref())?;
     let bodies = match_bodies(&lfw.root().join("pairs.txt"), &lfw)?;
     let data = tempfile::tempdir()?;
-    let admin = Admin::open(data.path())?;
+    let admin = Admin::open_dir(data.path())?;
     admin.create_tenant("bench")?;
     let (client, _, secret) = admin.create_client("bench", "face:match")?;
     let port = free_port()?;

@@ -150,9 +150,13 @@ pub async fn search(
     drop(admission);
     let tenant = caller.tenant().to_string();
     // Held across search and insert so two uploads of one new face cannot
-    // both miss each other.
+    // both miss each other: within this node, then across nodes.
     let lock = state.galleries.insert_lock(&tenant);
     let _guard = if request.insert { Some(lock.lock().await) } else { None };
+    let _lease = match request.insert {
+        true => Some(InsertLease::take(&state, &tenant).await?),
+        false => None,
+    };
     let (ranked, size) = ranked_candidates(
         &state,
         &tenant,
@@ -194,6 +198,7 @@ async fn ranked_candidates(
     embedding: &Embedding,
     wanted: usize,
 ) -> Result<(Vec<CandidateOut>, usize), ApiError> {
+    catch_up(state).await?;
     let partition = state.galleries.partition(tenant);
     let query = embedding.clone();
     let k = wanted.max(SHORTLIST);
@@ -235,7 +240,7 @@ async fn enrol(state: &AppState, tenant: &str, analysed: Analysed) -> Result<Str
         template: Template {
             face_id: id.clone(),
             model_version: state.galleries.model_version().to_string(),
-            vector: vector.clone(),
+            vector,
         },
     };
     let version = state.galleries.model_version().to_string();
@@ -249,12 +254,67 @@ async fn enrol(state: &AppState, tenant: &str, analysed: Analysed) -> Result<Str
             s.insert_face(&face)
         })
         .await?;
-    let partition = state.galleries.partition(tenant);
-    partition
-        .write()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(key.as_u128(), &vector);
+    // The index learns of the face from the log, like every other node.
+    catch_up(state).await?;
     Ok(id)
+}
+
+/// Applies the gallery change log up to what is committed now.
+pub async fn catch_up(state: &AppState) -> Result<(), ApiError> {
+    let galleries = Arc::clone(&state.galleries);
+    state.store(move |s| galleries.catch_up(s)).await.map(|_| ())
+}
+
+/// A tenant's search-then-insert lease, held across nodes; released on drop.
+struct InsertLease {
+    state: AppState,
+    name: String,
+}
+
+/// A search-then-insert holds the lease for at most this long (a node that
+/// dies holding it blocks the tenant's inserts no longer than that).
+const INSERT_LEASE_MS: i64 = 10_000;
+/// How long a search-then-insert waits for another node's before a 503.
+const INSERT_LEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl InsertLease {
+    async fn take(state: &AppState, tenant: &str) -> Result<Self, ApiError> {
+        let name = format!("gallery-insert:{tenant}");
+        let deadline = tokio::time::Instant::now() + INSERT_LEASE_WAIT;
+        loop {
+            let (lease, holder) = (name.clone(), state.node_id.clone());
+            let now = facegate_storage::shared::now_ms();
+            let won = state
+                .store(move |s| s.acquire_lease(&lease, &holder, now, now + INSERT_LEASE_MS))
+                .await?;
+            if won {
+                return Ok(Self {
+                    state: state.clone(),
+                    name,
+                });
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ApiError::new(ErrorCode::Busy, "the gallery is busy; try again").retry_after(1));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+}
+
+impl Drop for InsertLease {
+    fn drop(&mut self) {
+        let (store, name, holder) = (
+            Arc::clone(&self.state.store),
+            std::mem::take(&mut self.name),
+            self.state.node_id.clone(),
+        );
+        // Best effort: an unreleased lease lapses after INSERT_LEASE_MS.
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = store.release_lease(&name, &holder) {
+                tracing::warn!(error = %e, "releasing a gallery insert lease failed");
+            }
+        });
+    }
 }
 
 /// Enrol a face unconditionally.
@@ -305,7 +365,7 @@ pub async fn delete(
 ) -> Result<StatusCode, ApiError> {
     caller.require(Permission::FaceSearchDelete)?;
     let not_found = || ApiError::new(ErrorCode::NotFound, "no such face");
-    let key = face_key(&id).ok_or_else(not_found)?;
+    face_key(&id).ok_or_else(not_found)?;
     let tenant = caller.tenant().to_string();
     let purge = params.purge;
     let (tenant_for_store, id_for_store) = (tenant.clone(), id.clone());
@@ -319,8 +379,7 @@ pub async fn delete(
         return Err(not_found());
     }
     if purge {
-        let partition: Arc<_> = state.galleries.partition(&tenant);
-        partition.write().unwrap_or_else(|e| e.into_inner()).remove(key);
+        catch_up(&state).await?;
     }
     Ok(StatusCode::NO_CONTENT)
 }

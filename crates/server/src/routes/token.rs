@@ -14,6 +14,7 @@ use utoipa::ToSchema;
 
 use crate::error::{ApiError, ErrorCode, OAuthErrorBody};
 use crate::extract::ApiForm;
+use crate::limiter;
 use crate::state::AppState;
 
 /// Form fields (`application/x-www-form-urlencoded`). The client may instead
@@ -90,9 +91,16 @@ pub async fn issue_token(
         .limiter
         .admit(address)
         .map_err(|wait| throttled("too many token requests", wait))?;
-    state
-        .limiter
-        .check(address, &client_id)
+    // Failures are counted in the store: every node sees the same counts.
+    let keys = limiter::failure_keys(address, &client_id);
+    let now = facegate_auth::now();
+    let counts = {
+        let keys = keys.clone();
+        state
+            .store(move |s| s.failures(&keys, now - limiter::WINDOW_SECS))
+            .await?
+    };
+    limiter::throttle(&counts, state.config.failed_auth_per_minute, now)
         .map_err(|wait| throttled("too many failed attempts", wait))?;
     let lookup_id = client_id.clone();
     let client = state
@@ -113,11 +121,17 @@ pub async fn issue_token(
     let client = match client {
         Some(c) if verified && c.revoked_at.is_none() => c,
         _ => {
-            state.limiter.record_failure(address, &client_id);
+            state
+                .store(move |s| s.record_failure(&keys, now, limiter::WINDOW_SECS))
+                .await?;
             return Err(invalid_client());
         }
     };
-    state.limiter.record_success(address, &client_id);
+    // A success clears the pair's count; the address's stays, so that a
+    // guesser with one valid client of its own cannot reset its budget.
+    if counts.get(1).is_some_and(|c| c.count > 0) {
+        state.store(move |s| s.clear_failures(&keys[1])).await?;
+    }
     let permissions: Vec<Permission> = client.permissions.iter().filter_map(|p| p.parse().ok()).collect();
     let (token, claims) = tokens::issue(
         &state.keys(),

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use facegate_server::admin::Admin;
+use facegate_server::at_rest::{DatabaseUrl, MasterKey};
 use facegate_server::{Application, Config, PartialConfig};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
@@ -54,7 +55,9 @@ impl TestApp {
         Self::spawn_in(tempfile::tempdir().expect("tempdir"), tweak).await
     }
 
-    /// Starts a server on an existing data directory (a restart).
+    /// Starts a server on an existing data directory (a restart). With
+    /// `FACEGATE_TEST_DATABASE=postgres` the server stores everything in a
+    /// fresh database of a real PostgreSQL server instead of SQLite.
     pub async fn spawn_in(data: tempfile::TempDir, tweak: impl FnOnce(&mut Config)) -> TestApp {
         let partial = PartialConfig {
             listen: Some("127.0.0.1:0".parse().expect("addr")),
@@ -63,6 +66,23 @@ impl TestApp {
             ..PartialConfig::default()
         };
         let mut config = partial.resolve().expect("config");
+        if std::env::var("FACEGATE_TEST_DATABASE").as_deref() == Ok("postgres") {
+            // A restart on this data directory finds the same database.
+            let remembered = data.path().join("test-postgres");
+            let (url, key) = match std::fs::read_to_string(&remembered) {
+                Ok(text) => text
+                    .split_once('\n')
+                    .map(|(u, k)| (u.to_string(), k.to_string()))
+                    .expect("url and key"),
+                Err(_) => {
+                    let made = postgres_database();
+                    std::fs::write(&remembered, format!("{}\n{}", made.0, made.1)).expect("remember");
+                    made
+                }
+            };
+            config.database_url = Some(DatabaseUrl(url));
+            config.master_key = Some(MasterKey(key));
+        }
         tweak(&mut config);
         let app = Application::build(config)
             .await
@@ -83,28 +103,28 @@ impl TestApp {
         }
     }
 
-    pub fn admin(&self) -> Admin {
-        Admin::open(self.data.path()).expect("admin")
+    /// Runs `f` on the server's store through the admin API, on a plain
+    /// thread: a synchronous PostgreSQL client must not block an async
+    /// runtime's worker.
+    pub fn admin<T: Send>(&self, f: impl FnOnce(&Admin) -> T + Send) -> T {
+        let storage = self.state.config.storage();
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| f(&Admin::open(&storage).expect("admin")))
+                .join()
+                .expect("admin call")
+        })
+    }
+
+    /// Runs `f` on the server's store, on a plain thread (see [`Self::admin`]).
+    pub fn store<T: Send>(&self, f: impl FnOnce(&dyn facegate_storage::Store) -> T + Send) -> T {
+        let store = std::sync::Arc::clone(&self.state.store);
+        std::thread::scope(|scope| scope.spawn(|| f(store.as_ref())).join().expect("store call"))
     }
 
     /// A new tenant with a client holding `permissions`.
     pub fn client(&self, tenant: &str, permissions: &str) -> Credentials {
-        let admin = self.admin();
-        let tenant = match admin.create_tenant(tenant) {
-            Ok(t) => t,
-            Err(_) => admin
-                .tenants()
-                .expect("tenants")
-                .into_iter()
-                .find(|t| t.name == tenant)
-                .expect("tenant"),
-        };
-        let (client, _, secret) = admin.create_client(&tenant.id, permissions).expect("client");
-        Credentials {
-            id: client.id,
-            secret,
-            tenant: tenant.id,
-        }
+        self.admin(|admin| client_of(admin, tenant, permissions))
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -272,4 +292,75 @@ pub async fn verify_result(app: &TestApp, jws: &str, audience: &str) -> Value {
     jsonwebtoken::decode::<Value>(jws, &key, &validation)
         .expect("the signature verifies")
         .claims
+}
+
+/// A new tenant (or the existing one of that name) with a client holding
+/// `permissions`.
+pub fn client_of(admin: &Admin, tenant: &str, permissions: &str) -> Credentials {
+    let tenant = match admin.create_tenant(tenant) {
+        Ok(t) => t,
+        Err(_) => admin
+            .tenants()
+            .expect("tenants")
+            .into_iter()
+            .find(|t| t.name == tenant)
+            .expect("tenant"),
+    };
+    let (client, _, secret) = admin.create_client(&tenant.id, permissions).expect("client");
+    Credentials {
+        id: client.id,
+        secret,
+        tenant: tenant.id,
+    }
+}
+
+/// A fresh, migrated database on the shared test PostgreSQL server, and a
+/// random master key; made on a plain thread (the client is synchronous).
+pub fn postgres_database() -> (String, String) {
+    std::thread::spawn(|| {
+        let server = facegate_testdb::shared().expect("FACEGATE_TEST_DATABASE=postgres needs PostgreSQL");
+        let url = server.database();
+        let location = facegate_storage::Location::Postgres {
+            url: url.clone(),
+            options: facegate_storage::PostgresOptions::default(),
+        };
+        facegate_storage::migrate(&location).expect("migrate");
+        let key = facegate_auth::random_bytes::<32>().expect("random");
+        (url, STANDARD.encode(key))
+    })
+    .join()
+    .expect("database")
+}
+
+/// A `tweak` for tests that prepare the SQLite store themselves: the server
+/// opens it whatever `FACEGATE_TEST_DATABASE` says.
+pub fn on_sqlite(config: &mut Config) {
+    config.database_url = None;
+    config.master_key = None;
+}
+
+/// `n` nodes on one fresh PostgreSQL database, each with its own (unused)
+/// data directory, as a cluster behind a load balancer would run; `None`
+/// (after saying why) without PostgreSQL.
+pub async fn cluster(n: usize, tweak: impl Fn(&mut Config)) -> Option<Vec<TestApp>> {
+    let available = std::thread::spawn(|| facegate_testdb::shared().is_some())
+        .join()
+        .expect("probe");
+    if !available {
+        return None;
+    }
+    let (url, key) = postgres_database();
+    let mut nodes = Vec::with_capacity(n);
+    for _ in 0..n {
+        let (url, key) = (url.clone(), key.clone());
+        nodes.push(
+            TestApp::spawn_with(|c| {
+                c.database_url = Some(DatabaseUrl(url));
+                c.master_key = Some(MasterKey(key));
+                tweak(c);
+            })
+            .await,
+        );
+    }
+    Some(nodes)
 }

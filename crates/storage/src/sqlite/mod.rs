@@ -10,7 +10,9 @@ use std::sync::{Mutex, MutexGuard};
 use rusqlite::{Connection, OptionalExtension, params};
 
 mod sessions;
+mod shared;
 
+use crate::shared::{ChangeKind, now_ms};
 use crate::{Client, NewFace, PendingFace, Result, SigningKey, Store, StoreError, Template, Tenant, Timestamp};
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how
@@ -105,7 +107,35 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE sessions ADD COLUMN attempt_light TEXT;
     ALTER TABLE sessions ADD COLUMN attempt_camera TEXT;
 "#,
+    r#"
+    ALTER TABLE signing_keys ADD COLUMN sealed_private BLOB;
+    CREATE TABLE secrets (
+        name TEXT PRIMARY KEY,
+        sealed BLOB NOT NULL
+    );
+    CREATE TABLE auth_failures (
+        key TEXT PRIMARY KEY,
+        count INTEGER NOT NULL,
+        window_start INTEGER NOT NULL
+    );
+    CREATE TABLE leases (
+        name TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        until_ms INTEGER NOT NULL
+    );
+    CREATE TABLE gallery_changes (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        tenant_id TEXT NOT NULL,
+        face_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        at_ms INTEGER NOT NULL
+    );
+    CREATE INDEX gallery_changes_age ON gallery_changes(at_ms);
+"#,
 ];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 pub struct SqliteStore {
     conn: Mutex<Connection>,
@@ -117,6 +147,16 @@ impl SqliteStore {
         let conn = Connection::open(path)?;
         restrict_permissions(path)?;
         Self::init(conn)
+    }
+
+    /// Migrates the file; returns (version before, version after).
+    pub fn migrate_file(path: &Path) -> Result<(i64, i64)> {
+        let before = match path.exists() {
+            true => Connection::open(path)?.pragma_query_value(None, "user_version", |r| r.get(0))?,
+            false => 0,
+        };
+        Self::open(path)?;
+        Ok((before, SCHEMA_VERSION))
     }
 
     /// A private in-memory database, for tests.
@@ -166,7 +206,7 @@ fn restrict_permissions(_: &Path) -> Result<()> {
 pub(crate) fn conflict_or(e: rusqlite::Error, what: &'static str) -> StoreError {
     match e.sqlite_error_code() {
         Some(rusqlite::ErrorCode::ConstraintViolation) => StoreError::Conflict(what),
-        _ => StoreError::Database(e),
+        _ => StoreError::Sqlite(e),
     }
 }
 
@@ -214,6 +254,8 @@ fn template_row(r: &rusqlite::Row) -> rusqlite::Result<Template> {
         vector: vector_from(&bytes),
     })
 }
+
+const CHANGE_INSERT: &str = "INSERT INTO gallery_changes (tenant_id, face_id, kind, at_ms) VALUES (?1, ?2, ?3, ?4)";
 
 const CLIENT_COLUMNS: &str = "id, tenant_id, secret_hash, permissions, created_at, revoked_at";
 
@@ -298,8 +340,9 @@ impl Store for SqliteStore {
     fn add_signing_key(&self, k: &SigningKey) -> Result<()> {
         self.conn()
             .execute(
-                "INSERT INTO signing_keys (kid, algorithm, created_at, retired_at) VALUES (?1, ?2, ?3, ?4)",
-                params![k.kid, k.algorithm, k.created_at, k.retired_at],
+                "INSERT INTO signing_keys (kid, algorithm, created_at, retired_at, sealed_private)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![k.kid, k.algorithm, k.created_at, k.retired_at, k.sealed_private],
             )
             .map_err(|e| conflict_or(e, "signing key"))?;
         Ok(())
@@ -308,7 +351,8 @@ impl Store for SqliteStore {
     fn signing_keys(&self) -> Result<Vec<SigningKey>> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
-            "SELECT kid, algorithm, created_at, retired_at FROM signing_keys ORDER BY created_at DESC, rowid DESC",
+            "SELECT kid, algorithm, created_at, retired_at, sealed_private FROM signing_keys
+             ORDER BY created_at DESC, rowid DESC",
         )?;
         let rows = stmt.query_map([], |r| {
             Ok(SigningKey {
@@ -316,6 +360,7 @@ impl Store for SqliteStore {
                 algorithm: r.get(1)?,
                 created_at: r.get(2)?,
                 retired_at: r.get(3)?,
+                sealed_private: r.get(4)?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -326,6 +371,17 @@ impl Store for SqliteStore {
             "UPDATE signing_keys SET retired_at = ?2 WHERE kid != ?1 AND retired_at IS NULL",
             params![keep, at],
         )?;
+        Ok(())
+    }
+
+    fn seal_signing_key(&self, kid: &str, sealed_private: &[u8]) -> Result<()> {
+        let changed = self.conn().execute(
+            "UPDATE signing_keys SET sealed_private = ?2 WHERE kid = ?1 AND sealed_private IS NULL",
+            params![kid, sealed_private],
+        )?;
+        if changed == 0 {
+            return Err(StoreError::NotFound("unsealed signing key"));
+        }
         Ok(())
     }
 
@@ -342,12 +398,15 @@ impl Store for SqliteStore {
                 tx.prepare_cached("INSERT INTO faces (id, tenant_id, created_at, image) VALUES (?1, ?2, ?3, ?4)")?;
             let mut template_stmt =
                 tx.prepare_cached("INSERT INTO templates (face_id, model_version, vector) VALUES (?1, ?2, ?3)")?;
+            let mut change_stmt = tx.prepare_cached(CHANGE_INSERT)?;
+            let at = now_ms();
             for face in faces {
                 face_stmt
                     .execute(params![face.id, face.tenant_id, face.created_at, face.sealed_image])
                     .map_err(|e| conflict_or(e, "face"))?;
                 let t = &face.template;
                 template_stmt.execute(params![face.id, t.model_version, vector_bytes(&t.vector)])?;
+                change_stmt.execute(params![face.tenant_id, face.id, ChangeKind::Insert.as_str(), at])?;
             }
         }
         tx.commit()?;
@@ -364,10 +423,19 @@ impl Store for SqliteStore {
     }
 
     fn purge_face(&self, tenant_id: &str, face_id: &str) -> Result<bool> {
-        let changed = self.conn().execute(
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let changed = tx.execute(
             "DELETE FROM faces WHERE id = ?1 AND tenant_id = ?2",
             params![face_id, tenant_id],
         )?;
+        if changed > 0 {
+            tx.execute(
+                CHANGE_INSERT,
+                params![tenant_id, face_id, ChangeKind::Purge.as_str(), now_ms()],
+            )?;
+        }
+        tx.commit()?;
         Ok(changed > 0)
     }
 
@@ -473,161 +541,25 @@ impl Store for SqliteStore {
 mod tests {
     use super::*;
 
-    fn tenant(id: &str, name: &str) -> Tenant {
-        Tenant {
-            id: id.into(),
-            name: name.into(),
-            created_at: 1,
-        }
-    }
-
-    fn client(id: &str, tenant_id: &str) -> Client {
-        Client {
-            id: id.into(),
-            tenant_id: tenant_id.into(),
-            secret_hash: "$argon2id$...".into(),
-            permissions: vec!["face:match".into(), "face:search".into()],
-            created_at: 2,
-            revoked_at: None,
-        }
-    }
-
-    #[test]
-    fn tenants_and_clients_round_trip() {
-        let store = SqliteStore::in_memory().expect("opens");
-        store.create_tenant(&tenant("t1", "acme")).expect("creates");
-        assert!(matches!(
-            store.create_tenant(&tenant("t2", "acme")),
-            Err(StoreError::Conflict(_))
-        ));
-        assert_eq!(store.find_tenant("acme").expect("by name").id, "t1");
-        assert_eq!(store.find_tenant("t1").expect("by id").name, "acme");
-        assert!(matches!(store.find_tenant("nope"), Err(StoreError::NotFound(_))));
-        store.create_client(&client("c1", "t1")).expect("creates");
-        assert!(
-            store.create_client(&client("c2", "missing-tenant")).is_err(),
-            "foreign key"
-        );
-        assert_eq!(
-            store.client("c1").expect("found").permissions,
-            vec!["face:match", "face:search"]
-        );
-        assert_eq!(store.clients(Some("t1")).expect("list").len(), 1);
-        assert_eq!(store.clients(Some("t2")).expect("list").len(), 0);
-        store.revoke_client("c1", 99).expect("revokes");
-        store.revoke_client("c1", 150).expect("idempotent");
-        assert_eq!(store.client("c1").expect("found").revoked_at, Some(99));
-        assert!(matches!(store.revoke_client("zz", 1), Err(StoreError::NotFound(_))));
-    }
-
-    #[test]
-    fn signing_keys_retire() {
-        let store = SqliteStore::in_memory().expect("opens");
-        for (kid, at) in [("a", 1), ("b", 2)] {
-            let key = SigningKey {
-                kid: kid.into(),
-                algorithm: "ES256".into(),
-                created_at: at,
-                retired_at: None,
-            };
-            store.add_signing_key(&key).expect("adds");
-        }
-        store.retire_signing_keys_except("b", 10).expect("retires");
-        let keys = store.signing_keys().expect("lists");
-        assert_eq!(keys[0].kid, "b");
-        assert_eq!(keys[0].retired_at, None);
-        assert_eq!(keys[1].retired_at, Some(10));
-    }
-
-    fn face(id: &str, tenant: &str) -> NewFace {
-        NewFace {
-            id: id.into(),
-            tenant_id: tenant.into(),
-            created_at: 5,
-            sealed_image: vec![1, 2, 3],
-            template: Template {
-                face_id: id.into(),
-                model_version: "m1".into(),
-                vector: vec![0.5, -0.25],
-            },
-        }
-    }
-
-    #[test]
-    fn faces_keep_templates_after_image_delete_and_are_tenant_scoped() {
-        let store = SqliteStore::in_memory().expect("opens");
-        store.create_tenant(&tenant("t1", "a")).expect("tenant");
-        store.create_tenant(&tenant("t2", "b")).expect("tenant");
-        store.insert_face(&face("f1", "t1")).expect("insert");
-        store.insert_face(&face("f2", "t1")).expect("insert");
-        assert_eq!(
-            store.templates("t1", "m1").expect("templates")[0].vector,
-            vec![0.5, -0.25]
-        );
-        assert!(store.templates("t2", "m1").expect("templates").is_empty());
-        assert!(
-            !store.delete_face_image("t2", "f1", 9).expect("other tenant"),
-            "another tenant's face is not found"
-        );
-        assert!(store.delete_face_image("t1", "f1", 9).expect("delete"));
-        assert_eq!(store.face_state("t1", "f1").expect("state"), Some(false));
-        assert_eq!(
-            store.templates("t1", "m1").expect("templates").len(),
-            2,
-            "templates stay"
-        );
-        let pending = store.faces_without_template("t1", "m2", 0, 10).expect("pending");
-        assert_eq!(pending.len(), 2);
-        assert_eq!(pending[0].sealed_image, None);
-        let after_first = store
-            .faces_without_template("t1", "m2", pending[0].cursor, 10)
-            .expect("pending");
-        assert_eq!(after_first.len(), 1, "the cursor resumes after a face");
-        assert_eq!(store.count_faces_without_template("t1", "m2").expect("count"), 2);
-        store
-            .put_template(&Template {
-                face_id: "f2".into(),
-                model_version: "m2".into(),
-                vector: vec![1.0],
-            })
-            .expect("put");
-        assert_eq!(
-            store.faces_without_template("t1", "m2", 0, 10).expect("pending").len(),
-            1
-        );
-        assert_eq!(
-            store
-                .template_vectors("m2", &["f2".into(), "f1".into()])
-                .expect("vectors")
-                .len(),
-            1
-        );
-        assert!(!store.purge_face("t2", "f2").expect("other tenant"));
-        assert!(store.purge_face("t1", "f2").expect("purge"));
-        assert_eq!(store.face_state("t1", "f2").expect("state"), None);
-        assert!(
-            store
-                .template_vectors("m2", &["f2".into()])
-                .expect("vectors")
-                .is_empty(),
-            "templates cascade"
-        );
-        assert_eq!(store.tenant_model("t1").expect("model"), None);
-        store.set_tenant_model("t1", "m2").expect("set");
-        store.set_tenant_model("t1", "m3").expect("set");
-        assert_eq!(store.tenant_model("t1").expect("model").as_deref(), Some("m3"));
-    }
-
     #[test]
     fn file_database_persists_and_is_private() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("facegate.db");
+        let tenant = Tenant {
+            id: "t1".into(),
+            name: "acme".into(),
+            created_at: 1,
+        };
         SqliteStore::open(&path)
             .expect("opens")
-            .create_tenant(&tenant("t1", "acme"))
+            .create_tenant(&tenant)
             .expect("creates");
         let reopened = SqliteStore::open(&path).expect("reopens");
         assert_eq!(reopened.tenants().expect("lists").len(), 1);
+        assert_eq!(
+            SqliteStore::migrate_file(&path).expect("migrates"),
+            (SCHEMA_VERSION, SCHEMA_VERSION)
+        );
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

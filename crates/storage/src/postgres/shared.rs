@@ -1,0 +1,145 @@
+//! PostgreSQL implementation of [`SharedStore`]: several nodes contend
+//! here, so every read-modify-write is one upsert statement.
+
+use super::{PostgresStore, count};
+use crate::shared::{ChangeKind, FailureCount, GalleryChange, SharedStore};
+use crate::sqlite::vector_from;
+use crate::{Result, Timestamp};
+
+impl SharedStore for PostgresStore {
+    fn secret(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .conn()?
+            .query_opt("SELECT sealed FROM secrets WHERE name = $1", &[&name])?
+            .map(|r| r.get(0)))
+    }
+
+    fn put_secret_once(&self, name: &str, sealed: &[u8]) -> Result<Vec<u8>> {
+        let mut conn = self.conn()?;
+        conn.execute(
+            "INSERT INTO secrets (name, sealed) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+            &[&name, &sealed],
+        )?;
+        Ok(conn
+            .query_one("SELECT sealed FROM secrets WHERE name = $1", &[&name])?
+            .get(0))
+    }
+
+    fn holds_sealed_images(&self) -> Result<bool> {
+        Ok(self
+            .conn()?
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM faces) OR EXISTS (SELECT 1 FROM sessions)",
+                &[],
+            )?
+            .get(0))
+    }
+
+    fn failures(&self, keys: &[String], since: Timestamp) -> Result<Vec<FailureCount>> {
+        let rows = self.conn()?.query(
+            "SELECT key, count, window_start FROM auth_failures WHERE key = ANY($1) AND window_start > $2",
+            &[&keys, &since],
+        )?;
+        let found: std::collections::HashMap<String, FailureCount> = rows
+            .iter()
+            .map(|r| {
+                let count = FailureCount {
+                    count: u32::try_from(r.get::<_, i32>(1)).unwrap_or(0),
+                    window_start: r.get(2),
+                };
+                (r.get(0), count)
+            })
+            .collect();
+        let none = FailureCount {
+            count: 0,
+            window_start: since,
+        };
+        Ok(keys.iter().map(|k| found.get(k).copied().unwrap_or(none)).collect())
+    }
+
+    fn record_failure(&self, keys: &[String], now: Timestamp, window: i64) -> Result<()> {
+        // One statement for all keys; concurrent failures on other nodes
+        // serialise on the rows, so none is lost.
+        self.conn()?.execute(
+            "INSERT INTO auth_failures (key, count, window_start) SELECT k, 1, $2 FROM unnest($1::TEXT[]) AS k
+             ON CONFLICT (key) DO UPDATE SET
+               count = CASE WHEN auth_failures.window_start <= $2 - $3 THEN 1 ELSE auth_failures.count + 1 END,
+               window_start = CASE WHEN auth_failures.window_start <= $2 - $3 THEN $2 ELSE auth_failures.window_start END",
+            &[&keys, &now, &window],
+        )?;
+        Ok(())
+    }
+
+    fn clear_failures(&self, key: &str) -> Result<()> {
+        self.conn()?
+            .execute("DELETE FROM auth_failures WHERE key = $1", &[&key])?;
+        Ok(())
+    }
+
+    fn prune_failures(&self, before: Timestamp) -> Result<usize> {
+        let n = self
+            .conn()?
+            .execute("DELETE FROM auth_failures WHERE window_start < $1", &[&before])?;
+        Ok(usize::try_from(n).unwrap_or(usize::MAX))
+    }
+
+    fn acquire_lease(&self, name: &str, holder: &str, now_ms: i64, until_ms: i64) -> Result<bool> {
+        let won = self.conn()?.query_opt(
+            "INSERT INTO leases (name, holder, until_ms) VALUES ($1, $2, $4)
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until_ms = excluded.until_ms
+             WHERE leases.holder = excluded.holder OR leases.until_ms <= $3
+             RETURNING holder",
+            &[&name, &holder, &now_ms, &until_ms],
+        )?;
+        Ok(won.is_some())
+    }
+
+    fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
+        self.conn()?
+            .execute("DELETE FROM leases WHERE name = $1 AND holder = $2", &[&name, &holder])?;
+        Ok(())
+    }
+
+    fn gallery_changes(
+        &self,
+        after: i64,
+        also: &[i64],
+        model_version: &str,
+        limit: usize,
+    ) -> Result<Vec<GalleryChange>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self.conn()?.query(
+            "SELECT c.seq, c.tenant_id, c.face_id, c.kind, t.vector FROM gallery_changes c
+             LEFT JOIN templates t ON t.face_id = c.face_id AND t.model_version = $2
+             WHERE c.seq > $1 OR c.seq = ANY($4) ORDER BY c.seq LIMIT $3",
+            &[&after, &model_version, &limit, &also],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| GalleryChange {
+                seq: r.get(0),
+                tenant_id: r.get(1),
+                face_id: r.get(2),
+                kind: ChangeKind::parse(r.get(3)).unwrap_or(ChangeKind::Purge),
+                vector: r.get::<_, Option<&[u8]>>(4).map(vector_from),
+            })
+            .collect())
+    }
+
+    fn gallery_position(&self, before_ms: i64) -> Result<i64> {
+        Ok(self
+            .conn()?
+            .query_one(
+                "SELECT COALESCE(MAX(seq), 0) FROM gallery_changes WHERE at_ms < $1",
+                &[&before_ms],
+            )?
+            .get(0))
+    }
+
+    fn prune_gallery_changes(&self, before_ms: i64) -> Result<usize> {
+        let n = self
+            .conn()?
+            .execute("DELETE FROM gallery_changes WHERE at_ms < $1", &[&before_ms])?;
+        Ok(count(i64::try_from(n).unwrap_or(i64::MAX)))
+    }
+}
