@@ -7,7 +7,7 @@ setup: ## fetch and verify the models and ONNX Runtime (idempotent)
 web-setup: ## Chromium and playwright-core for the browser test (idempotent)
 	bash scripts/install-browser.sh
 
-services: ## PostgreSQL for the storage and multi-node tests (idempotent)
+services: ## PostgreSQL and nginx for the storage and multi-node tests (idempotent)
 	bash scripts/install-services.sh
 
 build: setup

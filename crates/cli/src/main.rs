@@ -102,7 +102,7 @@ fn main() -> anyhow::Result<()> {
         Command::Embed(args) => inspect::embed(&models, &args),
         Command::Eval(cmd) => eval::run(&models, cmd),
         Command::Calibrate(args) => calibrate::run(&models, &args),
-        Command::Bench(cmd) => bench::run(&models, cmd),
+        Command::Bench(cmd) => bench::run(&models, cmd, cli.storage.database_url()),
         Command::Models(ModelsCommand::Verify) => verify(&models),
     }
 }

@@ -31,6 +31,10 @@ pub struct StorageArgs {
 }
 
 impl StorageArgs {
+    pub fn database_url(&self) -> Option<&str> {
+        self.database_url.as_deref()
+    }
+
     /// These settings as configuration (the master key itself only from
     /// the environment: a flag would show in `ps`).
     pub fn partial(&self, data_dir: Option<PathBuf>) -> PartialConfig {

@@ -37,8 +37,11 @@ pub const ADDRESS_FACTOR: u32 = 6;
 pub const REQUESTS_PER_ADDRESS: u32 = 60;
 
 /// The store keys of the failure counters for `address` (across clients)
-/// and for `address` trying `client`, in that order.
+/// and for `address` trying `client`, in that order. The client id is the
+/// caller's text: only its first 64 characters go into the key (real ids
+/// are shorter), so a guesser cannot make the store keep large rows.
 pub fn failure_keys(address: IpAddr, client: &str) -> Vec<String> {
+    let client: String = client.chars().take(64).collect();
     vec![format!("addr:{address}"), format!("pair:{address}:{client}")]
 }
 
@@ -96,6 +99,13 @@ mod tests {
         assert_eq!(throttle(&[count(30, 100), count(0, 0)], 5, 150), Err(10), "the address");
         assert_eq!(throttle(&[count(29, 100), count(0, 0)], 5, 150), Ok(()));
         assert_eq!(throttle(&[count(5, 100), count(5, 100)], 5, 160), Ok(()), "window over");
+    }
+
+    #[test]
+    fn a_long_client_id_makes_a_short_key() {
+        let keys = failure_keys(IpAddr::from([10, 0, 0, 1]), &"x".repeat(100_000));
+        assert_eq!(keys[0], "addr:10.0.0.1");
+        assert!(keys[1].len() < 100, "{}", keys[1].len());
     }
 
     #[test]

@@ -270,3 +270,49 @@ async fn a_node_answers_503_while_postgres_is_down_and_recovers_by_itself() {
     drop(node);
     tokio::task::spawn_blocking(move || drop(server)).await.expect("stop");
 }
+
+#[tokio::test]
+async fn the_gallery_works_through_nginx_and_survives_a_node_going_away() {
+    let Some(mut nodes) = three_nodes("the_gallery_works_through_nginx_and_survives_a_node_going_away").await else {
+        return;
+    };
+    let all: Vec<&TestApp> = nodes.iter().collect();
+    let Some(nginx) = support::Nginx::start(&all) else {
+        return;
+    };
+    let lb = nodes[0].via(&nginx.base);
+    let c = lb.client("acme", "all");
+    let token = lb.token(&c).await;
+    // Round-robin: consecutive requests land on different nodes, and each
+    // sees what the one before wrote.
+    let first = lb
+        .post_json(SEARCH, &token, &json!({"idPhoto": b64(&sample(ANNA)), "insert": true}))
+        .await;
+    let id = first.json::<Value>().await.expect("json")["oneToNVerificationId"]
+        .as_str()
+        .expect("enrolled")
+        .to_string();
+    for _ in 0..6 {
+        assert_eq!(
+            search(&lb, &token, &sample(ANNA_AGAIN)).await["oneToNVerificationId"],
+            id.as_str()
+        );
+    }
+    // One node goes away: nginx passes its share to the others.
+    nodes[1].shutdown().await;
+    for _ in 0..6 {
+        assert_eq!(
+            search(&lb, &token, &sample(ANNA_AGAIN)).await["oneToNVerificationId"],
+            id.as_str()
+        );
+    }
+    let url = lb.url(&format!("{SEARCH}/{id}?purge=true"));
+    let purged = lb.http.delete(url).bearer_auth(&token).send().await.expect("request");
+    assert_eq!(purged.status(), 204);
+    for _ in 0..4 {
+        assert_eq!(
+            search(&lb, &token, &sample(ANNA_AGAIN)).await["oneToNVerificationMatch"],
+            false
+        );
+    }
+}

@@ -335,6 +335,32 @@ async fn a_session_runs_across_three_nodes_on_one_postgres() {
 }
 
 #[tokio::test]
+async fn a_session_runs_through_nginx_in_front_of_three_nodes() {
+    let Some(root) = dataset_or_skip("headpose", "a_session_runs_through_nginx_in_front_of_three_nodes") else {
+        return;
+    };
+    let Some(nodes) = support::cluster(3, |_| {}).await else {
+        eprintln!("SKIPPED a_session_runs_through_nginx_in_front_of_three_nodes: no PostgreSQL");
+        return;
+    };
+    let all: Vec<&TestApp> = nodes.iter().collect();
+    let Some(nginx) = support::Nginx::start(&all) else {
+        return;
+    };
+    let lb = nodes[0].via(&nginx.base);
+    let c = lb.client("acme", "face:session");
+    let token = lb.token(&c).await;
+    let person = Person::load(&root, 1);
+    let created = create_session(&lb, &token, &person.image(2, 0), json!({})).await;
+    let session = created["sessionId"].as_str().expect("id").to_string();
+    let sdk = created["sdkToken"].as_str().expect("sdk token").to_string();
+    let outcome = attempt_lit(&lb, &sdk, &session, &|pan| person.image(1, pan), Light::Reflected).await;
+    assert_eq!(outcome["status"], "SUCCESS", "{outcome}");
+    let claims = verify_result(&lb, outcome["result"].as_str().expect("jws"), &c.id).await;
+    assert_eq!(claims["data"]["face"]["match"], true, "{claims}");
+}
+
+#[tokio::test]
 async fn a_replay_of_a_real_head_turn_fails_the_light_challenge() {
     let Some(root) = dataset_or_skip("headpose", "a_replay_of_a_real_head_turn_fails_the_light_challenge") else {
         return;

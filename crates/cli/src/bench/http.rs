@@ -15,6 +15,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use clap::Args;
 use facegate_server::admin::Admin;
+use facegate_server::at_rest::{DatabaseUrl, MasterKey, StorageConfig};
 use facegate_vision::ModelsDir;
 use serde::Serialize;
 
@@ -85,26 +86,44 @@ impl Drop for Server {
     }
 }
 
-pub fn run(models: &ModelsDir, args: &HttpArgs) -> Result<()> {
+/// The server's store: SQLite in `data`, or the PostgreSQL database at
+/// `database_url` (migrated) with a fresh master key.
+fn bench_storage(data: &Path, database_url: Option<&str>) -> Result<StorageConfig> {
+    let mut storage = StorageConfig::sqlite(data);
+    if let Some(url) = database_url {
+        storage.database_url = Some(DatabaseUrl(url.to_string()));
+        facegate_storage::migrate(&storage.location())?;
+        let key = facegate_auth::random_bytes::<32>().map_err(|e| anyhow::anyhow!("{e}"))?;
+        storage.master_key = Some(MasterKey(STANDARD.encode(key)));
+    }
+    Ok(storage)
+}
+
+pub fn run(models: &ModelsDir, args: &HttpArgs, database_url: Option<&str>) -> Result<()> {
     let lfw = lfw_dir(args.lfw.as_deref())?;
     let bodies = match_bodies(&lfw.root().join("pairs.txt"), &lfw)?;
     let data = tempfile::tempdir()?;
-    let admin = Admin::open_dir(data.path())?;
-    admin.create_tenant("bench")?;
-    let (client, _, secret) = admin.create_client("bench", "face:match")?;
+    let storage = bench_storage(data.path(), database_url)?;
+    let admin = Admin::open(&storage)?;
+    let tenant = admin.create_tenant(&format!("bench-{}", uuid::Uuid::new_v4()))?;
+    let (client, _, secret) = admin.create_client(&tenant.id, "face:match")?;
+    drop(admin);
     let port = free_port()?;
-    let server = Server(
-        Command::new(std::env::current_exe()?)
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .arg("--data-dir")
-            .arg(data.path())
-            .arg("--models-dir")
-            .arg(models.root())
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .context("starting facegate serve")?,
-    );
+    let mut command = Command::new(std::env::current_exe()?);
+    command
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--data-dir")
+        .arg(data.path())
+        .arg("--models-dir")
+        .arg(models.root())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null());
+    if let (Some(url), Some(key)) = (&storage.database_url, &storage.master_key) {
+        command
+            .env("FACEGATE_DATABASE_URL", &url.0)
+            .env("FACEGATE_MASTER_KEY", &key.0);
+    }
+    let server = Server(command.spawn().context("starting facegate serve")?);
     let base = format!("http://127.0.0.1:{port}");
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let report = runtime.block_on(async {

@@ -4,6 +4,7 @@
 pub mod engine;
 pub mod gallery;
 pub mod http;
+pub mod store;
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
@@ -26,6 +27,9 @@ enum BenchWhat {
     Http(http::HttpArgs),
     /// The 1:N index: inserts, search latency, recall, memory, rebuild.
     Gallery(gallery::GalleryArgs),
+    /// The storage backends: durable inserts/s, template load, change-log propagation
+    /// (SQLite, and PostgreSQL with --database-url).
+    Store(store::StoreArgs),
 }
 
 /// The median of `values` (NaN when empty).
@@ -44,11 +48,12 @@ pub fn percentile_sorted(sorted: &[f64], p: f64) -> f64 {
     }
 }
 
-pub fn run(models: &ModelsDir, cmd: BenchCommand) -> Result<()> {
+pub fn run(models: &ModelsDir, cmd: BenchCommand, database_url: Option<&str>) -> Result<()> {
     match cmd.what {
         None => engine::run(models, &cmd.engine),
         Some(BenchWhat::Engine(args)) => engine::run(models, &args),
-        Some(BenchWhat::Http(args)) => http::run(models, &args),
+        Some(BenchWhat::Http(args)) => http::run(models, &args, database_url),
         Some(BenchWhat::Gallery(args)) => gallery::run(models, &args),
+        Some(BenchWhat::Store(args)) => store::run(&args, database_url),
     }
 }

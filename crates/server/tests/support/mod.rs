@@ -364,3 +364,123 @@ pub async fn cluster(n: usize, tweak: impl Fn(&mut Config)) -> Option<Vec<TestAp
     }
     Some(nodes)
 }
+
+/// A real nginx in front of `nodes`, configured by the operator's file
+/// `deploy/nginx/facegate.conf` with only the node addresses and the listen
+/// port replaced; stopped on drop. `None` (after saying why) without nginx,
+/// and a panic instead with `FACEGATE_REQUIRE_NGINX` set (CI).
+pub struct Nginx {
+    child: std::process::Child,
+    pub base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Nginx {
+    pub fn start(nodes: &[&TestApp]) -> Option<Nginx> {
+        let binary = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists());
+        let Some(binary) = binary else {
+            assert!(
+                std::env::var_os("FACEGATE_REQUIRE_NGINX").is_none(),
+                "nginx is required (FACEGATE_REQUIRE_NGINX) but not installed"
+            );
+            eprintln!("SKIPPED: the load-balancer test needs Debian's nginx (`make services`)");
+            return None;
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("port")
+            .port();
+        let shipped = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/nginx/facegate.conf"))
+            .expect("deploy/nginx/facegate.conf");
+        let servers: String = nodes
+            .iter()
+            .map(|n| {
+                format!(
+                    "    server {} max_fails=2 fail_timeout=10s;\n",
+                    n.base.trim_start_matches("http://")
+                )
+            })
+            .collect();
+        let mut site = String::new();
+        let mut servers_written = false;
+        for line in shipped.lines() {
+            if line.trim_start().starts_with("server 10.0.0.") {
+                if !servers_written {
+                    site.push_str(&servers);
+                    servers_written = true;
+                }
+            } else if line.trim() == "listen 80;" {
+                site.push_str(&format!("    listen 127.0.0.1:{port};\n"));
+            } else {
+                site.push_str(line);
+                site.push('\n');
+            }
+        }
+        let d = dir.path().display();
+        // nginx's own paths in the temporary directory; as root its workers
+        // would switch to another user, so they stay root here.
+        let user = if is_root() { "user root;" } else { "" };
+        let main = format!(
+            "{user}\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
+             events {{ worker_connections 256; }}\nhttp {{\n access_log off;\n\
+             client_body_temp_path {d}/body; proxy_temp_path {d}/proxy; fastcgi_temp_path {d}/fastcgi;\n\
+             uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;\n{site}}}\n"
+        );
+        let conf = dir.path().join("nginx.conf");
+        std::fs::write(&conf, main).expect("nginx.conf");
+        let mut child = std::process::Command::new(binary)
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-c")
+            .arg(&conf)
+            // One process, so that killing it leaves no worker behind even
+            // when a test panics; the site configuration is the operator's.
+            .args(["-g", "daemon off; master_process off;"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("nginx starts");
+        let base = format!("http://127.0.0.1:{port}");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Some(Nginx { child, base, _dir: dir });
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        let log = std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default();
+        panic!("nginx did not start: {log}");
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+impl TestApp {
+    /// This node's client, state and helpers, but talking to `base` (a load
+    /// balancer in front of the cluster).
+    pub fn via(&self, base: &str) -> TestApp {
+        TestApp {
+            base: base.to_string(),
+            data: tempfile::tempdir().expect("tempdir"),
+            http: self.http.clone(),
+            state: self.state.clone(),
+            stop: None,
+            server: None,
+        }
+    }
+}

@@ -339,6 +339,30 @@ impl Store for PostgresStore {
         Ok(())
     }
 
+    fn insert_face(&self, face: &NewFace) -> Result<()> {
+        // One statement, so one round trip and one implicit transaction:
+        // the insert API's path, where round trips and planning dominate.
+        let t = &face.template;
+        self.conn()?
+            .execute(
+                "WITH face AS (INSERT INTO faces (id, tenant_id, created_at, image) VALUES ($1, $2, $3, $4)),
+                 template AS (INSERT INTO templates (face_id, model_version, vector) VALUES ($1, $5, $6))
+                 INSERT INTO gallery_changes (tenant_id, face_id, kind, at_ms) VALUES ($2, $1, $7, $8)",
+                &[
+                    &face.id,
+                    &face.tenant_id,
+                    &face.created_at,
+                    &face.sealed_image,
+                    &t.model_version,
+                    &vector_bytes(&t.vector),
+                    &ChangeKind::Insert.as_str(),
+                    &now_ms(),
+                ],
+            )
+            .map_err(|e| conflict_or(e, "face"))?;
+        Ok(())
+    }
+
     fn insert_faces(&self, faces: &[NewFace]) -> Result<()> {
         let mut conn = self.conn()?;
         let mut tx = conn.transaction()?;
