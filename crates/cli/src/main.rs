@@ -40,6 +40,9 @@ enum Command {
     /// Bring the database schema to this build's version (PostgreSQL needs it
     /// before `serve`; SQLite migrates itself).
     Migrate,
+    /// Move the store between backends.
+    #[command(subcommand)]
+    Db(DbCommand),
     /// Manage tenants.
     #[command(subcommand)]
     Tenant(admin::TenantCommand),
@@ -76,6 +79,22 @@ enum Command {
 }
 
 #[derive(Subcommand)]
+enum DbCommand {
+    /// Copy everything from a SQLite data directory into PostgreSQL (keys and sealed
+    /// images included), verify every table by count and checksum; safe to re-run.
+    Copy {
+        /// The data directory to copy [default: --data-dir].
+        #[arg(long)]
+        from: Option<PathBuf>,
+        /// The PostgreSQL URL to copy into (migrated first).
+        #[arg(long)]
+        to: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum ModelsCommand {
     /// Verify every model file and the ONNX Runtime library.
     Verify,
@@ -93,6 +112,9 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve::run(args, cli.storage.partial(cli.data_dir.clone()), Some(models_dir)),
         Command::Migrate => storage_args::migrate(&storage()?),
+        Command::Db(DbCommand::Copy { from, to, json }) => {
+            storage_args::copy(from.as_deref().unwrap_or(&data_dir), &to, json)
+        }
         Command::Tenant(cmd) => admin::tenant(&storage()?, cmd),
         Command::Client(cmd) => admin::client(&storage()?, cmd),
         Command::Keys(cmd) => admin::keys(&storage()?, cmd),

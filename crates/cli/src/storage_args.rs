@@ -68,3 +68,35 @@ pub fn migrate(storage: &StorageConfig) -> Result<()> {
     }
     Ok(())
 }
+
+/// `facegate db copy`: the SQLite store of a data directory into PostgreSQL.
+pub fn copy(from: &Path, to: &str, json: bool) -> Result<()> {
+    let admin = facegate_server::admin::Admin::open_dir(from)?;
+    let tables = admin.copy_to_postgres(to, facegate_storage::PostgresOptions::default())?;
+    let all_verified = tables.iter().all(|t| t.verified);
+    if json {
+        let rows: Vec<_> = tables
+            .iter()
+            .map(|t| serde_json::json!({"table": t.table, "rows": t.rows, "added": t.added, "verified": t.verified}))
+            .collect();
+        println!("{}", serde_json::json!({"tables": rows, "verified": all_verified}));
+    } else {
+        for t in &tables {
+            let state = if t.verified { "verified" } else { "DIFFERS" };
+            println!(
+                "{:<16} {:>9} rows, {:>9} added this run, {state}",
+                t.table, t.rows, t.added
+            );
+        }
+    }
+    if !all_verified {
+        anyhow::bail!(
+            "PostgreSQL does not hold exactly the SQLite rows of every table marked DIFFERS (rows changed there since an earlier copy?)"
+        );
+    }
+    eprintln!(
+        "copied and verified; start the nodes with --database-url and the master key {}",
+        from.join("master.key").display()
+    );
+    Ok(())
+}

@@ -109,3 +109,125 @@ fn a_database_url_that_cannot_work_is_refused_in_one_line() {
         assert_eq!(stderr(&out).trim().lines().count(), 1, "one line: {}", stderr(&out));
     }
 }
+
+#[test]
+fn db_copy_moves_a_populated_sqlite_store_and_is_safe_to_rerun() {
+    use facegate_server::admin::Admin;
+    use facegate_server::at_rest::{DatabaseUrl, StorageConfig};
+    use facegate_storage::{NewFace, NewSession, PostgresOptions, PostgresStore, Template};
+    let Some(server) = facegate_testdb::shared() else {
+        eprintln!("SKIPPED db_copy_moves_a_populated_sqlite_store_and_is_safe_to_rerun: no PostgreSQL");
+        return;
+    };
+    // A populated embedded store: tenant, clients (one revoked), an origin,
+    // two signing keys, gallery faces with sealed images, a session.
+    let data = tempfile::tempdir().expect("tempdir");
+    let admin = Admin::open_dir(data.path()).expect("admin");
+    let tenant = admin.create_tenant("acme").expect("tenant");
+    let (client, _, _) = admin.create_client("acme", "all").expect("client");
+    let (gone, _, _) = admin.create_client("acme", "face:match").expect("client");
+    admin.revoke_client(&gone.id).expect("revoke");
+    admin.add_origin("acme", "app.example.com").expect("origin");
+    admin.rotate_keys().expect("rotate");
+    let data_key = admin.keys(None).expect("keys").data;
+    let photo = std::fs::read(models_dir().join("samples").join("Female_40_1_1_1.jpg")).expect("sample");
+    let ids: Vec<String> = (0..3).map(|_| uuid::Uuid::new_v4().to_string()).collect();
+    for id in &ids {
+        let face = NewFace {
+            id: id.clone(),
+            tenant_id: tenant.id.clone(),
+            created_at: 1,
+            sealed_image: data_key.seal(id, &photo).expect("seal"),
+            template: Template {
+                face_id: id.clone(),
+                model_version: "sface-2021dec".into(),
+                vector: vec![0.25; 128],
+            },
+        };
+        admin.store().insert_face(&face).expect("face");
+    }
+    admin
+        .store()
+        .create_session(&NewSession {
+            id: "s1".into(),
+            tenant_id: tenant.id.clone(),
+            client_id: client.id.clone(),
+            created_at: 1,
+            expires_at: i64::MAX,
+            max_attempts: 3,
+            minimum_match_level: 3,
+            sealed_id_photo: data_key.seal("s1", &photo).expect("seal"),
+            model_version: "sface-2021dec".into(),
+            id_template: vec![0.5; 128],
+        })
+        .expect("session");
+    let url = server.database();
+    let copy = |extra: &[&str]| {
+        let from = data.path().to_str().expect("utf-8");
+        run(
+            &[
+                &["db", "copy", "--from", from, "--to", url.as_str(), "--json"][..],
+                extra,
+            ]
+            .concat(),
+            &[],
+        )
+    };
+    let first = copy(&[]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let report: serde_json::Value = serde_json::from_slice(&first.stdout).expect("json");
+    assert_eq!(report["verified"], true, "{report}");
+    let added = |report: &serde_json::Value, table: &str| {
+        report["tables"]
+            .as_array()
+            .expect("tables")
+            .iter()
+            .find(|t| t["table"] == table)
+            .expect(table)["added"]
+            .clone()
+    };
+    assert_eq!(added(&report, "faces"), 3);
+    assert_eq!(added(&report, "signing_keys"), 2);
+    // Again: nothing added, everything verified.
+    let again: serde_json::Value = serde_json::from_slice(&copy(&[]).stdout).expect("json");
+    assert_eq!(
+        (again["verified"].clone(), added(&again, "faces")),
+        (serde_json::json!(true), serde_json::json!(0))
+    );
+    // PostgreSQL opens with the SQLite store's master key: the same keys,
+    // and the copied images unseal.
+    let mut storage = StorageConfig::sqlite(data.path());
+    storage.database_url = Some(DatabaseUrl(url.clone()));
+    storage.master_key_file = Some(data.path().join("master.key"));
+    let pg = PostgresStore::open(&url, PostgresOptions::default()).expect("open");
+    let keys = storage.unlock(&pg, None).expect("the same master key opens the copy");
+    let copied = facegate_storage::Store::clients(&pg, None).expect("clients");
+    assert_eq!(copied.len(), 2);
+    assert!(copied.iter().any(|c| c.id == gone.id && c.revoked_at.is_some()));
+    assert_eq!(
+        facegate_storage::Store::templates(&pg, &tenant.id, "sface-2021dec")
+            .expect("t")
+            .len(),
+        3
+    );
+    let session = facegate_storage::SessionStore::session(&pg, "s1").expect("session");
+    assert_eq!(session.client_id, client.id);
+    let pending =
+        facegate_storage::Store::faces_without_template(&pg, &tenant.id, "another-model", 0, 10).expect("faces");
+    let sealed = pending[0].sealed_image.as_deref().expect("image kept");
+    assert_eq!(keys.data.open(&pending[0].id, sealed).expect("unseals"), photo);
+    // A row changed in SQLite after the copy shows as a difference, and
+    // the command fails rather than claim a faithful copy.
+    admin.revoke_client(&client.id).expect("revoke");
+    let changed = copy(&[]);
+    assert!(!changed.status.success());
+    let report: serde_json::Value = serde_json::from_slice(&changed.stdout).expect("json");
+    let clients = report["tables"]
+        .as_array()
+        .expect("tables")
+        .iter()
+        .find(|t| t["table"] == "clients")
+        .expect("clients")
+        .clone();
+    assert_eq!(clients["verified"], false, "{report}");
+}

@@ -176,6 +176,30 @@ impl Admin {
         Ok(total)
     }
 
+    /// Copies this SQLite store into the PostgreSQL database at `url`
+    /// (migrating it first) and verifies every table; safe to run again.
+    /// Keys an older store kept in files are sealed into it first, so the
+    /// copy is complete; the nodes then need this store's master key.
+    pub fn copy_to_postgres(
+        &self,
+        url: &str,
+        options: facegate_storage::PostgresOptions,
+    ) -> Result<Vec<facegate_storage::TableCopy>, AdminError> {
+        if self.storage.database_url.is_some() {
+            return Err(AdminError::Invalid("the source must be a SQLite data directory".into()));
+        }
+        let master = self.keys(None)?.master;
+        KeyRing::ensure(self.store.as_ref(), &master, self.storage.legacy_keys_dir().as_deref())?;
+        let target = facegate_storage::Location::Postgres {
+            url: url.to_string(),
+            options,
+        };
+        facegate_storage::migrate(&target)?;
+        let to = facegate_storage::PostgresStore::open(url, options)?;
+        let from = facegate_storage::SqliteStore::open(&self.storage.data_dir.join("facegate.db"))?;
+        Ok(facegate_storage::copy_sqlite_to_postgres(&from, &to)?)
+    }
+
     pub fn has_clients(&self) -> Result<bool, AdminError> {
         Ok(!self.store.clients(None)?.is_empty())
     }

@@ -8,6 +8,7 @@
 //! them on its blocking pool.
 
 pub mod cipher;
+mod copy;
 mod open;
 mod postgres;
 pub mod sessions;
@@ -15,6 +16,7 @@ pub mod shared;
 mod sqlite;
 
 pub use cipher::Cipher;
+pub use copy::{TableCopy, copy_sqlite_to_postgres};
 pub use open::{Location, migrate, open};
 pub use postgres::{PostgresOptions, PostgresStore, SCHEMA_VERSION as POSTGRES_SCHEMA_VERSION};
 pub use sessions::{Attempt, Frame, NewSession, Session, SessionResult, SessionState, SessionStore};
