@@ -66,6 +66,18 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 /// Seconds since the Unix epoch.
 pub type Timestamp = i64;
 
+/// Vectors are stored as little-endian f32.
+pub(crate) fn vector_bytes(vector: &[f32]) -> Vec<u8> {
+    vector.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+pub(crate) fn vector_from(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tenant {
     pub id: String,

@@ -19,8 +19,8 @@ mod shared;
 pub use schema::SCHEMA_VERSION;
 
 use crate::shared::{ChangeKind, now_ms};
-use crate::sqlite::{vector_bytes, vector_from};
 use crate::{Client, NewFace, PendingFace, Result, SigningKey, Store, StoreError, Template, Tenant, Timestamp};
+use crate::{vector_bytes, vector_from};
 
 type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
 type Conn = r2d2::PooledConnection<PostgresConnectionManager<NoTls>>;
@@ -207,8 +207,14 @@ fn template_row(r: &Row) -> Template {
 const CLIENT_COLUMNS: &str = "id, tenant_id, secret_hash, permissions, created_at, revoked_at";
 const CHANGE_INSERT: &str = "INSERT INTO gallery_changes (tenant_id, face_id, kind, at_ms) VALUES ($1, $2, $3, $4)";
 
+/// A `COUNT(*)` as a size.
 fn count(n: i64) -> usize {
     usize::try_from(n).unwrap_or(0)
+}
+
+/// Rows a statement affected, as a size.
+fn rows(n: u64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
 }
 
 impl Store for PostgresStore {

@@ -5,10 +5,10 @@
 
 use postgres::Row;
 
-use super::{PostgresStore, conflict_or, count};
+use super::{PostgresStore, conflict_or, count, rows};
 use crate::sessions::{Attempt, Frame, NewSession, Session, SessionResult, SessionState, SessionStore};
-use crate::sqlite::{vector_bytes, vector_from};
 use crate::{Result, StoreError, Timestamp};
+use crate::{vector_bytes, vector_from};
 
 const SESSION_COLUMNS: &str = "id, tenant_id, client_id, created_at, expires_at, max_attempts, minimum_match_level,
     attempts_used, state, model_version, id_template, attempt_number, attempt_challenges, attempt_nonce,
@@ -216,7 +216,7 @@ impl SessionStore for PostgresStore {
              OR (state = 'completed' AND keep_until <= $1)",
             &[&now],
         )?;
-        Ok(usize::try_from(n).unwrap_or(usize::MAX))
+        Ok(rows(n))
     }
 
     fn count_frames(&self, session_id: &str) -> Result<usize> {

@@ -1,9 +1,9 @@
 //! PostgreSQL implementation of [`SharedStore`]: several nodes contend
 //! here, so every read-modify-write is one upsert statement.
 
-use super::{PostgresStore, count};
+use super::{PostgresStore, rows};
 use crate::shared::{ChangeKind, FailureCount, GalleryChange, SharedStore};
-use crate::sqlite::vector_from;
+use crate::vector_from;
 use crate::{Result, Timestamp};
 
 impl SharedStore for PostgresStore {
@@ -80,7 +80,7 @@ impl SharedStore for PostgresStore {
         let n = self
             .conn()?
             .execute("DELETE FROM auth_failures WHERE window_start < $1", &[&before])?;
-        Ok(usize::try_from(n).unwrap_or(usize::MAX))
+        Ok(rows(n))
     }
 
     fn acquire_lease(&self, name: &str, holder: &str, now_ms: i64, until_ms: i64) -> Result<bool> {
@@ -140,6 +140,6 @@ impl SharedStore for PostgresStore {
         let n = self
             .conn()?
             .execute("DELETE FROM gallery_changes WHERE at_ms < $1", &[&before_ms])?;
-        Ok(count(i64::try_from(n).unwrap_or(i64::MAX)))
+        Ok(rows(n))
     }
 }

@@ -14,6 +14,7 @@ mod shared;
 
 use crate::shared::{ChangeKind, now_ms};
 use crate::{Client, NewFace, PendingFace, Result, SigningKey, Store, StoreError, Template, Tenant, Timestamp};
+use crate::{vector_bytes, vector_from};
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how
 /// many have run. Append only: never edit a released step.
@@ -232,18 +233,6 @@ fn client_row(r: &rusqlite::Row) -> rusqlite::Result<Client> {
         created_at: r.get(4)?,
         revoked_at: r.get(5)?,
     })
-}
-
-/// Vectors are stored as little-endian f32.
-pub(crate) fn vector_bytes(vector: &[f32]) -> Vec<u8> {
-    vector.iter().flat_map(|v| v.to_le_bytes()).collect()
-}
-
-pub(crate) fn vector_from(bytes: &[u8]) -> Vec<f32> {
-    bytes
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect()
 }
 
 fn template_row(r: &rusqlite::Row) -> rusqlite::Result<Template> {

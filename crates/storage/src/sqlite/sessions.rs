@@ -2,9 +2,10 @@
 
 use rusqlite::{OptionalExtension, params};
 
-use super::{SqliteStore, conflict_or, vector_bytes, vector_from};
+use super::{SqliteStore, conflict_or};
 use crate::sessions::{Attempt, Frame, NewSession, Session, SessionResult, SessionState, SessionStore};
 use crate::{Result, StoreError, Timestamp};
+use crate::{vector_bytes, vector_from};
 
 const SESSION_COLUMNS: &str = "id, tenant_id, client_id, created_at, expires_at, max_attempts, minimum_match_level,
     attempts_used, state, model_version, id_template, attempt_number, attempt_challenges, attempt_nonce,

@@ -4,8 +4,9 @@
 
 use rusqlite::{OptionalExtension, params, params_from_iter};
 
-use super::{SqliteStore, vector_from};
+use super::SqliteStore;
 use crate::shared::{ChangeKind, FailureCount, GalleryChange, SharedStore};
+use crate::vector_from;
 use crate::{Result, Timestamp};
 
 impl SharedStore for SqliteStore {
