@@ -197,17 +197,7 @@ async fn a_node_answers_503_while_postgres_is_down_and_recovers_by_itself() {
         eprintln!("SKIPPED a_node_answers_503_while_postgres_is_down_and_recovers_by_itself: no PostgreSQL");
         return;
     };
-    let (url, key, server) = std::thread::spawn(move || {
-        let url = server.database();
-        let location = facegate_storage::Location::Postgres {
-            url: url.clone(),
-            options: facegate_storage::PostgresOptions::default(),
-        };
-        facegate_storage::migrate(&location).expect("migrate");
-        (url, "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=".to_string(), server)
-    })
-    .join()
-    .expect("database");
+    let (url, key) = support::migrated_database(&server);
     let node = TestApp::spawn_with(|c| {
         c.database_url = Some(facegate_server::at_rest::DatabaseUrl(url));
         c.master_key = Some(facegate_server::at_rest::MasterKey(key));

@@ -74,7 +74,8 @@ fn postgres_user() -> Option<(u32, u32)> {
     })
 }
 
-fn is_root() -> bool {
+/// Whether this process runs as root (servers then run as another user).
+pub fn is_root() -> bool {
     std::fs::metadata("/proc/self").is_ok_and(|m| {
         use std::os::unix::fs::MetadataExt;
         m.uid() == 0
@@ -92,7 +93,8 @@ fn as_server_user(mut command: Command) -> Command {
     command
 }
 
-fn free_port() -> std::io::Result<u16> {
+/// A local TCP port that was free a moment ago.
+pub fn free_port() -> std::io::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 

@@ -315,21 +315,35 @@ pub fn client_of(admin: &Admin, tenant: &str, permissions: &str) -> Credentials 
 }
 
 /// A fresh, migrated database on the shared test PostgreSQL server, and a
-/// random master key; made on a plain thread (the client is synchronous).
+/// random master key.
 pub fn postgres_database() -> (String, String) {
-    std::thread::spawn(|| {
-        let server = facegate_testdb::shared().expect("FACEGATE_TEST_DATABASE=postgres needs PostgreSQL");
-        let url = server.database();
-        let location = facegate_storage::Location::Postgres {
-            url: url.clone(),
-            options: facegate_storage::PostgresOptions::default(),
-        };
-        facegate_storage::migrate(&location).expect("migrate");
-        let key = facegate_auth::random_bytes::<32>().expect("random");
-        (url, STANDARD.encode(key))
+    migrated_database(shared_postgres().expect("FACEGATE_TEST_DATABASE=postgres needs PostgreSQL"))
+}
+
+/// The shared test PostgreSQL server, started (the first time) on a plain
+/// thread: its readiness probe is a synchronous client.
+pub fn shared_postgres() -> Option<&'static facegate_testdb::Server> {
+    std::thread::spawn(facegate_testdb::shared).join().expect("start")
+}
+
+/// A fresh, migrated database on `server`, and a random master key; made
+/// on a plain thread (the client is synchronous).
+pub fn migrated_database(server: &facegate_testdb::Server) -> (String, String) {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let url = server.database();
+                let location = facegate_storage::Location::Postgres {
+                    url: url.clone(),
+                    options: facegate_storage::PostgresOptions::default(),
+                };
+                facegate_storage::migrate(&location).expect("migrate");
+                let key = facegate_auth::random_bytes::<32>().expect("random");
+                (url, STANDARD.encode(key))
+            })
+            .join()
+            .expect("database")
     })
-    .join()
-    .expect("database")
 }
 
 /// A `tweak` for tests that prepare the SQLite store themselves: the server
@@ -343,13 +357,7 @@ pub fn on_sqlite(config: &mut Config) {
 /// data directory, as a cluster behind a load balancer would run; `None`
 /// (after saying why) without PostgreSQL.
 pub async fn cluster(n: usize, tweak: impl Fn(&mut Config)) -> Option<Vec<TestApp>> {
-    let available = std::thread::spawn(|| facegate_testdb::shared().is_some())
-        .join()
-        .expect("probe");
-    if !available {
-        return None;
-    }
-    let (url, key) = postgres_database();
+    let (url, key) = migrated_database(shared_postgres()?);
     let mut nodes = Vec::with_capacity(n);
     for _ in 0..n {
         let (url, key) = (url.clone(), key.clone());
@@ -389,10 +397,7 @@ impl Nginx {
             return None;
         };
         let dir = tempfile::tempdir().expect("tempdir");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("port")
-            .port();
+        let port = facegate_testdb::free_port().expect("port");
         let shipped = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/nginx/facegate.conf"))
             .expect("deploy/nginx/facegate.conf");
         let servers: String = nodes
@@ -422,7 +427,7 @@ impl Nginx {
         let d = dir.path().display();
         // nginx's own paths in the temporary directory; as root its workers
         // would switch to another user, so they stay root here.
-        let user = if is_root() { "user root;" } else { "" };
+        let user = if facegate_testdb::is_root() { "user root;" } else { "" };
         let main = format!(
             "{user}\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
              events {{ worker_connections 256; }}\nhttp {{\n access_log off;\n\
@@ -463,11 +468,6 @@ impl Drop for Nginx {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn is_root() -> bool {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
 
 impl TestApp {
