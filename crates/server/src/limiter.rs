@@ -22,9 +22,9 @@ use std::time::{Duration, Instant};
 
 use facegate_storage::FailureCount;
 
-/// The failure counters' window, in seconds.
+/// The window of the failure counters and of the request budget, in seconds.
 pub const WINDOW_SECS: i64 = 60;
-const WINDOW: Duration = Duration::from_secs(60);
+const WINDOW: Duration = Duration::from_secs(WINDOW_SECS.unsigned_abs());
 /// Above this many tracked addresses, expired entries are purged.
 const PURGE_AT: usize = 10_000;
 /// An address may fail this many times the per-client limit in a window
