@@ -12,9 +12,10 @@
 //!   way as an operator's data. ID-style studio photos (uniform camera, light
 //!   and background: different people look more alike) are too few to
 //!   measure rare rates, and their impostor pairs come in clusters (the four
-//!   photo pairs of two look-alike people), so they get a tail model:
-//!   an identity bootstrap's 95% upper quantile where the data reaches, and
-//!   below its rarest rate LFW's measured tail shape, shifted to start there.
+//!   photo pairs of two look-alike people), so they get a tail model under
+//!   an identity bootstrap: at each rate the stricter of the measured
+//!   quantile (where the data reaches) and an exponential tail fitted to the
+//!   highest scores, each the 95% upper value over the draws.
 
 use crate::calibration::{CalibrationFile, Evidence, FORMAT, LEVEL_FMR, Level, Population};
 use crate::stats::{clopper_pearson, pairs_needed};
@@ -206,70 +207,163 @@ fn level(i: usize, threshold: f32, supported: bool, basis: String, evidence: Vec
     }
 }
 
-/// An ID-style population's modelled impostor quantiles: (rate, score) with
-/// the rate descending, from [`bootstrap_upper_quantiles`].
+/// How the identity bootstrap of an ID-style population is drawn and read.
+#[derive(Debug, Clone, Copy)]
+pub struct Bootstrap {
+    /// Draws of the identities with replacement.
+    pub resamples: usize,
+    /// The quantile taken over the draws: 0.95 means the modelled score is
+    /// reached or exceeded in 95% of them.
+    pub upper: f64,
+    pub seed: u64,
+    /// The share of the highest impostor scores the exponential tail is
+    /// fitted to (its exceedance threshold is the score at this rate).
+    pub exceedance: f64,
+    /// The rarest rate the tail is modelled down to.
+    pub floor: f64,
+}
+
+/// An ID-style population's modelled impostor quantiles, each a list of
+/// (rate, score) with the rate descending.
 #[derive(Debug, Clone)]
 pub struct TailModel {
     pub population: PopulationScores,
-    pub upper_quantiles: Vec<(f64, f32)>,
+    /// The draws' upper empirical quantiles, from 0.5 down to 1/pairs.
+    pub measured: Vec<(f64, f32)>,
+    /// The draws' upper exponential tail, from the exceedance share down to
+    /// the floor.
+    pub exponential: Vec<(f64, f32)>,
 }
 
 impl TailModel {
-    /// The modelled score at rate `fmr`: the bootstrap's upper quantile where
-    /// the data reaches, else the reference's tail shifted to start at the
-    /// rarest modelled point.
-    pub fn quantile(&self, fmr: f64, reference: &ImpostorScores) -> f32 {
-        let Some(&(rarest, at_rarest)) = self.upper_quantiles.last() else {
-            return 1.0;
-        };
-        if fmr < rarest {
-            let shift = at_rarest - reference.threshold_at(rarest).unwrap_or(at_rarest);
-            return (reference.threshold_at(fmr).unwrap_or(1.0) + shift).min(1.0);
+    /// Fits the model to `pairs` (score and the two people, numbered
+    /// 0..identities) under an identity bootstrap: people are resampled, not
+    /// pairs, which keeps whole the clusters that look-alikes form (the four
+    /// photo pairs of two people).
+    ///
+    /// The tail above the exceedance threshold is exponential, a generalised
+    /// Pareto tail with its shape fixed at 0 and its scale the mean excess.
+    /// A similarity is bounded, so its true tail shape is below 0; but a
+    /// shape fitted to a few thousand pairs of people who happen to include
+    /// no look-alike ends the tail below the look-alikes the next people
+    /// bring. Shape 0 is the heaviest of the bounded family's tails.
+    pub fn fit(population: PopulationScores, pairs: &[(f32, u32, u32)], identities: usize, b: Bootstrap) -> Self {
+        let mut sorted = pairs.to_vec();
+        sorted.sort_unstable_by(|x, y| y.0.total_cmp(&x.0));
+        let measured_grid: Vec<f64> = rates(10, 1.0 / sorted.len().max(1) as f64).collect();
+        let tail_grid: Vec<f64> = rates(10, b.floor).filter(|f| *f < b.exceedance).collect();
+        let mut measured = vec![Vec::with_capacity(b.resamples); measured_grid.len()];
+        let mut exponential = vec![Vec::with_capacity(b.resamples); tail_grid.len()];
+        let mut rng = fastrand::Rng::with_seed(b.seed);
+        for _ in 0..b.resamples {
+            let draw = Draw::new(&sorted, &draw_weights(&mut rng, identities));
+            for (g, &fmr) in measured_grid.iter().enumerate() {
+                measured[g].push(draw.quantile(fmr));
+            }
+            let (u, scale) = draw.exponential_tail(b.exceedance);
+            for (g, &fmr) in tail_grid.iter().enumerate() {
+                exponential[g].push(u + scale * (b.exceedance / fmr).ln() as f32);
+            }
         }
-        self.upper_quantiles
-            .iter()
-            .find(|(f, _)| *f <= fmr)
-            .map_or(at_rarest, |&(_, s)| s)
+        Self {
+            population,
+            measured: upper_over_draws(measured_grid, measured, b.upper),
+            exponential: upper_over_draws(tail_grid, exponential, b.upper),
+        }
+    }
+
+    /// The modelled score at rate `fmr`: the stricter of the measured
+    /// quantile (where the data reaches) and the exponential tail.
+    pub fn quantile(&self, fmr: f64) -> f32 {
+        let rarest_tail = self.exponential.last().map_or(1.0, |p| p.0);
+        if fmr < rarest_tail {
+            return 1.0;
+        }
+        let measured = step_at(&self.measured, fmr).unwrap_or(-1.0);
+        let modelled = step_at(&self.exponential, fmr).unwrap_or(-1.0);
+        measured.max(modelled).min(1.0)
     }
 }
 
-/// Weighted impostor quantiles under an identity bootstrap: `resamples`
-/// draws of the identities with replacement, each pair weighted by how
-/// often both of its people were drawn; returns the `upper` quantile (for
-/// example 0.95) over the draws at each rate from 0.5 down to 1/pairs.
-/// Resampling people, not pairs, keeps the clusters that look-alikes form.
-pub fn bootstrap_upper_quantiles(
-    pairs: &[(f32, u32, u32)],
-    identities: usize,
-    resamples: usize,
-    upper: f64,
-    seed: u64,
-) -> Vec<(f64, f32)> {
-    let mut sorted = pairs.to_vec();
-    sorted.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
-    let grid: Vec<f64> = rates(10, 1.0 / sorted.len().max(1) as f64).collect();
-    let mut draws: Vec<Vec<f32>> = vec![Vec::with_capacity(resamples); grid.len()];
-    let mut rng = fastrand::Rng::with_seed(seed);
+/// The score of the first point at or below rate `fmr` (a step that errs
+/// strict between grid points), or `None` when `fmr` is outside the list.
+fn step_at(points: &[(f64, f32)], fmr: f64) -> Option<f32> {
+    let (first, last) = (points.first()?.0, points.last()?.0);
+    if fmr < last || fmr > first {
+        return None;
+    }
+    // A level's rate and the grid's equal rate may differ in the last bit.
+    points.iter().find(|(f, _)| *f <= fmr * (1.0 + 1e-9)).map(|p| p.1)
+}
+
+/// How often each identity was drawn, with replacement.
+fn draw_weights(rng: &mut fastrand::Rng, identities: usize) -> Vec<f64> {
     let mut weight = vec![0f64; identities];
-    for _ in 0..resamples {
-        weight.iter_mut().for_each(|w| *w = 0.0);
-        for _ in 0..identities {
-            weight[rng.usize(..identities)] += 1.0;
-        }
-        let pair_weight = |&(_, a, b): &(f32, u32, u32)| weight[a as usize] * weight[b as usize];
-        let total: f64 = sorted.iter().map(pair_weight).sum();
-        for (g, &fmr) in grid.iter().enumerate() {
-            let mut cumulative = 0.0;
-            let score = sorted
-                .iter()
-                .find(|p| {
-                    cumulative += pair_weight(p);
-                    cumulative > fmr * total
-                })
-                .map_or(-1.0, |p| p.0);
-            draws[g].push(score);
+    for _ in 0..identities {
+        weight[rng.usize(..identities)] += 1.0;
+    }
+    weight
+}
+
+/// One bootstrap draw: pairs sorted by score, highest first, each weighted
+/// by how often both of its people were drawn.
+struct Draw<'a> {
+    sorted: &'a [(f32, u32, u32)],
+    weights: Vec<f64>,
+    cumulative: Vec<f64>,
+}
+
+impl<'a> Draw<'a> {
+    fn new(sorted: &'a [(f32, u32, u32)], people: &[f64]) -> Self {
+        let weights: Vec<f64> = sorted
+            .iter()
+            .map(|&(_, a, b)| people[a as usize] * people[b as usize])
+            .collect();
+        let cumulative = weights
+            .iter()
+            .scan(0.0, |sum, w| {
+                *sum += w;
+                Some(*sum)
+            })
+            .collect();
+        Self {
+            sorted,
+            weights,
+            cumulative,
         }
     }
+
+    fn total(&self) -> f64 {
+        self.cumulative.last().copied().unwrap_or(0.0)
+    }
+
+    /// How many pairs lie above rate `fmr`, by weight.
+    fn rank(&self, fmr: f64) -> usize {
+        let cut = fmr * self.total();
+        self.cumulative.partition_point(|&c| c <= cut)
+    }
+
+    /// The weighted impostor score at rate `fmr`.
+    fn quantile(&self, fmr: f64) -> f32 {
+        self.sorted.get(self.rank(fmr)).map_or(-1.0, |p| p.0)
+    }
+
+    /// The exceedance threshold u at rate `exceedance` and the weighted
+    /// mean excess above it (the exponential tail's scale).
+    fn exponential_tail(&self, exceedance: f64) -> (f32, f32) {
+        let k = self.rank(exceedance);
+        let u = self.quantile(exceedance);
+        let (mut excess, mut weight) = (0.0, 0.0);
+        for (p, w) in self.sorted[..k].iter().zip(&self.weights) {
+            excess += f64::from(p.0 - u) * w;
+            weight += w;
+        }
+        (u, if weight > 0.0 { (excess / weight) as f32 } else { 0.0 })
+    }
+}
+
+/// At each rate, the `upper` quantile of the draws' scores.
+fn upper_over_draws(grid: Vec<f64>, draws: Vec<Vec<f32>>, upper: f64) -> Vec<(f64, f32)> {
     grid.into_iter()
         .zip(draws)
         .map(|(fmr, mut scores)| {
@@ -292,11 +386,11 @@ pub fn default_table(
     let mut levels: Vec<Level> = Vec::new();
     for (i, &fmr) in LEVEL_FMR.iter().enumerate() {
         let measured = lfw.conservative_threshold(fmr).unwrap_or(1.0);
-        let modelled = id_style.quantile(fmr, lfw);
+        let modelled = id_style.quantile(fmr);
         let previous = levels.last().map_or(-1.0, |l: &Level| l.threshold.next_up());
         let threshold = measured.max(modelled).max(previous);
         let basis = format!(
-            "the stricter of {} (Clopper–Pearson 95% upper bound ≤ {fmr:e}: {measured:.4}) and {} (identity-bootstrap tail model: {modelled:.4})",
+            "the stricter of {} (Clopper–Pearson 95% upper bound ≤ {fmr:e}: {measured:.4}) and {} (identity bootstrap, measured quantile and exponential tail: {modelled:.4})",
             reference.name, id_style.population.name
         );
         let evidence = vec![
@@ -323,7 +417,7 @@ pub fn default_table(
 fn worse_curve(lfw: &ImpostorScores, id_style: &TailModel, floor: f64) -> Vec<(f32, f64)> {
     let mut points: Vec<(f32, f64)> = Vec::new();
     for fmr in rates(10, floor) {
-        let s = lfw.threshold_at(fmr).unwrap_or(1.0).max(id_style.quantile(fmr, lfw));
+        let s = lfw.threshold_at(fmr).unwrap_or(1.0).max(id_style.quantile(fmr));
         let s = points.last().map_or(s, |p| s.max(p.0));
         points.push((s, fmr));
     }
@@ -379,27 +473,42 @@ mod tests {
         assert!(c.is_ok(), "{c:?}");
     }
 
+    const BOOTSTRAP: Bootstrap = Bootstrap {
+        resamples: 200,
+        upper: 0.95,
+        seed: 7,
+        exceedance: 0.2,
+        floor: 1e-8,
+    };
+
+    /// Every pair of `people` people, four photo pairs each, scored by `score`.
+    fn pairs(people: u32, mut score: impl FnMut(u32, u32) -> f32) -> Vec<(f32, u32, u32)> {
+        let mut pairs = Vec::new();
+        for a in 0..people {
+            for b in a + 1..people {
+                pairs.extend([(score(a, b), a, b); 4]);
+            }
+        }
+        pairs
+    }
+
+    fn tail_model(pairs: &[(f32, u32, u32)], people: u32) -> TailModel {
+        let population = population("id", pairs.iter().map(|p| p.0).collect());
+        TailModel::fit(population, pairs, people as usize, BOOTSTRAP)
+    }
+
+    /// A spread of scores between 0.1 and 0.3 that depends on the pair.
+    fn bulk(a: u32, b: u32) -> f32 {
+        0.1 + 0.2 * ((a * 7 + b * 13) % 17) as f32 / 17.0
+    }
+
     #[test]
     fn bootstrap_keeps_look_alike_clusters_and_the_default_takes_the_worse() {
         // 40 people; people 0 and 1 look alike (four pairs at 0.6).
-        let mut pairs = Vec::new();
-        for a in 0..40u32 {
-            for b in a + 1..40 {
-                let s = if (a, b) == (0, 1) {
-                    0.6
-                } else {
-                    0.1 + 0.2 * ((a * 7 + b * 13) % 17) as f32 / 17.0
-                };
-                pairs.extend([(s, a, b); 4]);
-            }
-        }
-        let upper = bootstrap_upper_quantiles(&pairs, 40, 200, 0.95, 7);
-        let rarest = upper.last().expect("points");
+        let pairs = pairs(40, |a, b| if (a, b) == (0, 1) { 0.6 } else { bulk(a, b) });
+        let id = tail_model(&pairs, 40);
+        let rarest = id.measured.last().expect("points");
         assert!(rarest.1 >= 0.6, "the cluster sets the rare quantiles: {rarest:?}");
-        let id = TailModel {
-            population: population("id", pairs.iter().map(|p| p.0).collect()),
-            upper_quantiles: upper,
-        };
         let lfw = population("lfw", (0..3_000_000).map(|i| (i as f32 / 3e6).powi(3)).collect());
         let file = default_table("c", "m", &lfw, &id);
         let c = crate::Calibration::from_json("x", &serde_json::to_string(&file).expect("json"), "m").expect("valid");
@@ -410,7 +519,29 @@ mod tests {
         );
         for (i, l) in file.levels.iter().enumerate() {
             assert!(l.threshold >= lfw.impostors.conservative_threshold(LEVEL_FMR[i]).unwrap_or(1.0));
+            assert!(l.threshold >= id.quantile(LEVEL_FMR[i]), "level {}", i + 1);
             assert!(c.false_match_rate(l.threshold) <= LEVEL_FMR[i] * 1.5, "level {}", i + 1);
         }
+    }
+
+    #[test]
+    fn the_exponential_tail_errs_above_a_lighter_tail_it_never_saw() {
+        // 60 people whose pair scores have a Gaussian-like tail:
+        // P(score > x) = exp(-((x - 0.12) / 0.09)² / 2), by the pair's rank.
+        let quantile = |p: f64| 0.12 + 0.09 * (2.0 * (1.0 / p).ln()).sqrt() as f32;
+        let n = 60u32;
+        let count = f64::from(n * (n - 1) / 2);
+        let mut rank = 0.0;
+        let light = pairs(n, |_, _| {
+            rank += 1.0;
+            quantile((rank - 0.5) / count)
+        });
+        let model = tail_model(&light, n);
+        for fmr in [1e-4, 1e-5, 1e-6] {
+            assert!(model.quantile(fmr) > quantile(fmr), "{fmr:e}: {}", model.quantile(fmr));
+        }
+        assert!(model.quantile(1e-9) == 1.0, "below the floor nothing is promised");
+        let rising = model.exponential.windows(2).all(|w| w[0].1 <= w[1].1);
+        assert!(rising, "rarer rates, higher scores");
     }
 }
