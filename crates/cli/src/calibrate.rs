@@ -7,7 +7,9 @@
 //!   writes a calibration file for `facegate serve --calibration`.
 //! - `--cross-validate K`: the built-in method judged by people: K folds of
 //!   the ID-style identities, each table built without one fold and measured
-//!   on every pair with a person from it.
+//!   on every pair with a person from it. LFW's part of each table is the
+//!   built-in `in-the-wild` table (LFW's Clopper–Pearson thresholds, written
+//!   by the same command), so LFW is not scored again.
 
 use std::path::{Path, PathBuf};
 
@@ -15,11 +17,14 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use facegate_eval::identities::IdentitySet;
 use facegate_eval::pairs::{Item, Keep, Scored, score_all};
-use facegate_matching::calibrate::{Bootstrap, ImpostorScores, PopulationScores, TailModel, default_table, operator};
-use facegate_matching::calibration::CalibrationFile;
+use facegate_matching::calibrate::{
+    Bootstrap, ImpostorScores, PopulationScores, TailModel, default_table, operator, stricter_thresholds,
+};
+use facegate_matching::calibration::{CalibrationFile, builtin};
 use facegate_matching::stats::clopper_pearson;
 use facegate_matching::{Calibration, LEVEL_FMR, calibration_for};
 use facegate_vision::{Embedding, MODEL_VERSION, ModelsDir};
+use serde::Serialize;
 
 use crate::dataset_eval::folder_name;
 use crate::eval::dataset_dir;
@@ -45,6 +50,9 @@ pub struct CalibrateArgs {
     /// Judge the built-in method by K folds of the ID-style people instead.
     #[arg(long)]
     cross_validate: Option<usize>,
+    /// With --cross-validate: print the report as JSON.
+    #[arg(long, requires = "cross_validate")]
+    json: bool,
     /// Where the file goes [default: the built-in table's path, or <name>.calibration.json].
     #[arg(long)]
     output: Option<PathBuf>,
@@ -153,6 +161,15 @@ pub fn run(models: &ModelsDir, args: &CalibrateArgs) -> Result<()> {
     if let Some(dir) = &args.dataset {
         return run_operator(models, args, dir);
     }
+    let id_dir = match &args.id_style {
+        Some(d) => d.clone(),
+        None => dataset_dir(None, "london-dev")?.join("images"),
+    };
+    let id_style = Embedded::load(models, &id_dir, None, args.workers, args.skip_failures)?;
+    if let Some(k) = args.cross_validate {
+        let report = cross_validate(&id_style, k)?;
+        return print_cross_validation(&report, args.json);
+    }
     let lfw = Embedded::load(
         models,
         &dataset_dir(args.lfw.as_deref(), "lfw")?.join("images"),
@@ -160,17 +177,9 @@ pub fn run(models: &ModelsDir, args: &CalibrateArgs) -> Result<()> {
         args.workers,
         true,
     )?;
-    let id_dir = match &args.id_style {
-        Some(d) => d.clone(),
-        None => dataset_dir(None, "london-dev")?.join("images"),
-    };
-    let id_style = Embedded::load(models, &id_dir, None, args.workers, args.skip_failures)?;
     eprintln!("scoring every LFW pair");
     let (items, _) = lfw.items();
     let reference = lfw.population("lfw", score_all(&items, Keep::default(), args.workers, &|_, _| true));
-    if let Some(k) = args.cross_validate {
-        return cross_validate(&reference, &id_style, k);
-    }
     let model = tail_model(&id_style, &|_| true, reference.impostors.len());
     let command = "facegate calibrate --lfw ../shared/datasets/lfw --id-style ../shared/datasets/london-dev/images";
     let file = default_table(command, MODEL_VERSION, &reference, &model);
@@ -298,22 +307,48 @@ fn print_levels(file: &CalibrationFile) {
     }
 }
 
+/// One level's figures over every fold's held-out pairs.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct HeldOutLevel {
+    level: u8,
+    target_fmr: f64,
+    false_matches: u64,
+    fmr: f64,
+    fmr_interval: [f64; 2],
+    times_promise: f64,
+    true_matches: u64,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CrossValidation {
+    folds: usize,
+    identities: usize,
+    impostor_pairs: u64,
+    genuine_pairs: u64,
+    /// Each fold's five thresholds.
+    thresholds: Vec<[f32; 5]>,
+    levels: Vec<HeldOutLevel>,
+}
+
 /// Builds the table K times, each without one fold of ID-style people, and
 /// measures it on the pairs that include a person of that fold.
-fn cross_validate(reference: &PopulationScores, id_style: &Embedded, k: usize) -> Result<()> {
+fn cross_validate(id_style: &Embedded, k: usize) -> Result<CrossValidation> {
     let people = id_style.set.identities.len();
     if k < 2 || k > people {
         bail!("--cross-validate needs 2..={people} folds, got {k}");
     }
+    let wild = builtin(MODEL_VERSION, "in-the-wild").context("no built-in in-the-wild table for this model")?;
     let (items, _) = id_style.items();
-    let mut false_matches = [0u64; 5];
-    let (mut impostor_pairs, mut genuine_pairs, mut true_matches) = (0u64, 0u64, [0u64; 5]);
+    let (mut false_matches, mut true_matches) = ([0u64; 5], [0u64; 5]);
+    let (mut impostor_pairs, mut genuine_pairs) = (0u64, 0u64);
+    let mut fold_thresholds = Vec::new();
     for fold in 0..k {
         // Identities are in name order; every k-th one forms a fold.
         let held_out = |id: u32| id as usize % k == fold;
-        let model = tail_model(id_style, &|id| !held_out(id), reference.impostors.len());
-        let file = default_table("cross-validation", MODEL_VERSION, reference, &model);
-        let thresholds: Vec<f32> = file.levels.iter().map(|l| l.threshold).collect();
+        let model = tail_model(id_style, &|id| !held_out(id), reference_pairs(&wild));
+        let thresholds = stricter_thresholds(wild.thresholds(), &model);
         let test = score_all(&items, Keep::default(), 1, &|a, b| held_out(a) || held_out(b));
         impostor_pairs += test.impostors.len() as u64;
         genuine_pairs += test.genuine.len() as u64;
@@ -321,24 +356,67 @@ fn cross_validate(reference: &PopulationScores, id_style: &Embedded, k: usize) -
             false_matches[i] += test.impostors.iter().filter(|&&s| s >= *t).count() as u64;
             true_matches[i] += test.genuine.iter().filter(|&&s| s >= *t).count() as u64;
         }
+        fold_thresholds.push(thresholds);
+    }
+    let levels = LEVEL_FMR
+        .iter()
+        .enumerate()
+        .map(|(i, &target_fmr)| {
+            let fmr = false_matches[i] as f64 / impostor_pairs.max(1) as f64;
+            HeldOutLevel {
+                level: i as u8 + 1,
+                target_fmr,
+                false_matches: false_matches[i],
+                fmr,
+                fmr_interval: clopper_pearson(false_matches[i], impostor_pairs),
+                times_promise: fmr / target_fmr,
+                true_matches: true_matches[i],
+            }
+        })
+        .collect();
+    Ok(CrossValidation {
+        folds: k,
+        identities: people,
+        impostor_pairs,
+        genuine_pairs,
+        thresholds: fold_thresholds,
+        levels,
+    })
+}
+
+/// LFW's impostor pair count, which sets the tail model's floor as in the
+/// built-in table.
+fn reference_pairs(wild: &Calibration) -> usize {
+    wild.file().populations.first().map_or(1, |p| p.impostor_pairs as usize)
+}
+
+fn print_cross_validation(report: &CrossValidation, json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+        return Ok(());
+    }
+    for (fold, thresholds) in report.thresholds.iter().enumerate() {
         let shown: Vec<String> = thresholds.iter().map(|t| format!("{t:.4}")).collect();
         println!("fold {fold}: thresholds {}", shown.join(" "));
     }
     println!(
-        "{k}-fold by identity over {people} ID-style people: {impostor_pairs} held-out impostor pairs, {genuine_pairs} genuine"
+        "{}-fold by identity over {} ID-style people: {} held-out impostor pairs, {} genuine",
+        report.folds, report.identities, report.impostor_pairs, report.genuine_pairs
     );
     println!(
         "| level | promised FMR | false matches | measured FMR | 95% CI | × promise | TMR |\n|---|---|---|---|---|---|---|"
     );
-    for (i, fmr) in LEVEL_FMR.iter().enumerate() {
-        let measured = false_matches[i] as f64 / impostor_pairs.max(1) as f64;
-        let [lo, hi] = clopper_pearson(false_matches[i], impostor_pairs);
+    for l in &report.levels {
         println!(
-            "| {} | {fmr:.0e} | {} | {measured:.2e} | {lo:.1e} – {hi:.1e} | {:.2} | {:.2}% |",
-            i + 1,
-            false_matches[i],
-            measured / fmr,
-            true_matches[i] as f64 / genuine_pairs.max(1) as f64 * 100.0
+            "| {} | {:.0e} | {} | {:.2e} | {:.1e} – {:.1e} | {:.2} | {:.2}% |",
+            l.level,
+            l.target_fmr,
+            l.false_matches,
+            l.fmr,
+            l.fmr_interval[0],
+            l.fmr_interval[1],
+            l.times_promise,
+            l.true_matches as f64 / report.genuine_pairs.max(1) as f64 * 100.0
         );
     }
     Ok(())

@@ -264,3 +264,43 @@ fn default_levels_hold_on_id_style_photos() {
         }
     }
 }
+
+#[test]
+fn default_levels_hold_on_id_style_people_they_were_not_built_on() {
+    let Some(london) = dataset_or_skip(
+        "london-dev",
+        "default_levels_hold_on_id_style_people_they_were_not_built_on",
+    ) else {
+        return;
+    };
+    let images = london.join("images");
+    let report: Value = serde_json::from_str(&succeeds(&[
+        "calibrate",
+        "--id-style",
+        s(&images),
+        "--cross-validate",
+        "6",
+        "--json",
+    ]))
+    .expect("json");
+    assert_eq!(
+        report["impostorPairs"], 10_584,
+        "every held-out pair, once per fold it is in"
+    );
+    for level in report["levels"].as_array().expect("levels") {
+        let (promise, fmr) = (
+            level["targetFmr"].as_f64().expect("target"),
+            level["fmr"].as_f64().expect("fmr"),
+        );
+        // Levels 1-3 within 1.5× of the promise on people the table never
+        // saw (the look-alike couple included), and no false match above.
+        let allowed = if promise >= 1e-4 { 1.5 * promise } else { 0.0 };
+        assert!(
+            fmr <= allowed,
+            "level {}: FMR {fmr:.2e} against {promise:e}",
+            level["level"]
+        );
+    }
+    let err = fails(&["calibrate", "--id-style", s(&images), "--cross-validate", "1"]);
+    assert!(err.contains("needs 2..=54 folds, got 1"), "{err}");
+}

@@ -374,8 +374,21 @@ fn upper_over_draws(grid: Vec<f64>, draws: Vec<Vec<f32>>, upper: f64) -> Vec<(f6
         .collect()
 }
 
-/// The built-in table: at every level the stricter of the reference
-/// population's Clopper–Pearson threshold and the ID-style tail model's.
+/// The built-in table's rule: at every level the stricter of the reference
+/// population's threshold and the ID-style tail model's quantile, kept
+/// rising from level to level.
+pub fn stricter_thresholds(reference: [f32; 5], id_style: &TailModel) -> [f32; 5] {
+    let mut thresholds = [0f32; 5];
+    let mut previous = -1f32;
+    for (i, &fmr) in LEVEL_FMR.iter().enumerate() {
+        thresholds[i] = reference[i].max(id_style.quantile(fmr)).max(previous);
+        previous = thresholds[i].next_up();
+    }
+    thresholds
+}
+
+/// The built-in table: [`stricter_thresholds`] of the reference
+/// population's Clopper–Pearson thresholds and the ID-style tail model.
 pub fn default_table(
     command: &str,
     model_version: &str,
@@ -383,15 +396,14 @@ pub fn default_table(
     id_style: &TailModel,
 ) -> CalibrationFile {
     let lfw = &reference.impostors;
+    let measured = LEVEL_FMR.map(|fmr| lfw.conservative_threshold(fmr).unwrap_or(1.0));
+    let thresholds = stricter_thresholds(measured, id_style);
     let mut levels: Vec<Level> = Vec::new();
     for (i, &fmr) in LEVEL_FMR.iter().enumerate() {
-        let measured = lfw.conservative_threshold(fmr).unwrap_or(1.0);
-        let modelled = id_style.quantile(fmr);
-        let previous = levels.last().map_or(-1.0, |l: &Level| l.threshold.next_up());
-        let threshold = measured.max(modelled).max(previous);
+        let (threshold, modelled) = (thresholds[i], id_style.quantile(fmr));
         let basis = format!(
-            "the stricter of {} (Clopper–Pearson 95% upper bound ≤ {fmr:e}: {measured:.4}) and {} (identity bootstrap, measured quantile and exponential tail: {modelled:.4})",
-            reference.name, id_style.population.name
+            "the stricter of {} (Clopper–Pearson 95% upper bound ≤ {fmr:e}: {:.4}) and {} (identity bootstrap, measured quantile and exponential tail: {modelled:.4})",
+            reference.name, measured[i], id_style.population.name
         );
         let evidence = vec![
             reference.evidence(threshold, fmr),
