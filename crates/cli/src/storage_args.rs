@@ -11,7 +11,7 @@ use facegate_server::at_rest::{DatabaseUrl, MasterKey, StorageConfig};
 #[derive(Args, Clone, Default)]
 pub struct StorageArgs {
     /// Store everything in PostgreSQL instead of SQLite in the data directory:
-    /// postgres://user:password@host:5432/database. Every node of a cluster gets the same.
+    /// postgres://user:password@host:5432/database (TLS: add ?sslmode=verify-full&sslrootcert=CA.pem). Every node of a cluster gets the same.
     #[arg(long, global = true, env = "FACEGATE_DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
     /// File holding the master key that seals the signing keys and the data key

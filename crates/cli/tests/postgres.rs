@@ -98,6 +98,15 @@ fn a_database_url_that_cannot_work_is_refused_in_one_line() {
         ("postgres://u:hunter2@127.0.0.1:1/x".to_string(), "cannot be reached"),
         (wrong_password, "refused the credentials"),
         (server.url("no_such_database"), "does not exist"),
+        // This test server speaks no TLS (crates/storage/tests/tls.rs has one that does).
+        (
+            format!("{}?sslmode=require", server.url("postgres")),
+            "does not offer TLS",
+        ),
+        (
+            format!("{}?sslmode=verify-full", server.url("postgres")),
+            "need sslrootcert=FILE",
+        ),
     ];
     for (url, expected) in cases {
         let out = run(

@@ -28,6 +28,8 @@ pub struct Server {
     dir: PathBuf,
     bin: PathBuf,
     durable: bool,
+    /// Whether TCP connections must use TLS.
+    tls: bool,
     /// The shell that owns `postgres`; dropping it stops the server.
     guard: Option<Child>,
 }
@@ -93,25 +95,60 @@ fn as_server_user(mut command: Command) -> Command {
     command
 }
 
+/// Writes a file the server reads: owned by the server's user, and private
+/// (PostgreSQL refuses a key that others may read).
+fn write_owned(path: &Path, text: &str) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|e| e.to_string())?;
+    if is_root() {
+        let (uid, gid) = postgres_user().ok_or("running as root and there is no postgres user")?;
+        std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
 /// A local TCP port that was free a moment ago.
 pub fn free_port() -> std::io::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// A server certificate and its key, both PEM.
+pub struct TlsFiles {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+/// Client authentication when TCP needs TLS: the socket and TLS connections
+/// with a password, and every TCP connection without TLS refused.
+const TLS_ONLY_HBA: &str = "local all all scram-sha-256\n\
+                            hostssl all all 127.0.0.1/32 scram-sha-256\n\
+                            hostnossl all all 0.0.0.0/0 reject\n";
+
 impl Server {
     /// Starts a server of its own (for tests that stop and restart it).
     /// `durable` keeps fsync on, for benchmarks of durable writes.
     pub fn start(durable: bool) -> Option<Server> {
+        Self::start_with(durable, None)
+    }
+
+    /// Starts a server that accepts TCP connections only over TLS, with
+    /// this certificate.
+    pub fn start_tls(files: &TlsFiles) -> Option<Server> {
+        Self::start_with(false, Some(files))
+    }
+
+    fn start_with(durable: bool, tls: Option<&TlsFiles>) -> Option<Server> {
         let Some(bin) = bin_dir() else {
             return unavailable("no /usr/lib/postgresql/*/bin/initdb");
         };
-        match Self::init(bin, durable) {
+        match Self::init(bin, durable, tls) {
             Ok(server) => Some(server),
             Err(e) => unavailable(&format!("starting it failed: {e}")),
         }
     }
 
-    fn init(bin: PathBuf, durable: bool) -> Result<Server, String> {
+    fn init(bin: PathBuf, durable: bool, tls: Option<&TlsFiles>) -> Result<Server, String> {
         let dir = tempfile::Builder::new()
             .prefix("facegate-pg-")
             .tempdir()
@@ -147,11 +184,18 @@ impl Server {
         if !out.status.success() {
             return Err(format!("initdb: {}", String::from_utf8_lossy(&out.stderr)));
         }
+        if let Some(files) = tls {
+            let data = dir.join("data");
+            write_owned(&data.join("server.crt"), &files.cert_pem)?;
+            write_owned(&data.join("server.key"), &files.key_pem)?;
+            write_owned(&data.join("pg_hba.conf"), TLS_ONLY_HBA)?;
+        }
         let mut server = Server {
             port: 0,
             dir,
             bin,
             durable,
+            tls: tls.is_some(),
             guard: None,
         };
         server.run()?;
@@ -164,6 +208,7 @@ impl Server {
             self.port = free_port().map_err(|e| e.to_string())?;
         }
         let fsync = if self.durable { "on" } else { "off" };
+        let ssl = if self.tls { "on" } else { "off" };
         let data = self.dir.join("data");
         // The shell stops the server when our end of its stdin closes (we
         // exit or call `stop`), then deletes the directory unless asked to
@@ -171,7 +216,7 @@ impl Server {
         let script = format!(
             "'{bin}/postgres' -D '{data}' -p {port} -k '{dir}' -c listen_addresses=127.0.0.1 \
              -c fsync={fsync} -c synchronous_commit={fsync} -c full_page_writes={fsync} \
-             -c max_connections=300 -c logging_collector=off >'{dir}/log' 2>&1 & pid=$!; \
+             -c max_connections=300 -c logging_collector=off -c ssl={ssl} >'{dir}/log' 2>&1 & pid=$!; \
              cat >/dev/null; kill -INT $pid; wait $pid; [ -e '{dir}/keep' ] || rm -rf '{dir}'",
             bin = self.bin.display(),
             data = data.display(),
@@ -188,7 +233,7 @@ impl Server {
     fn wait_ready(&self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            match postgres::Client::connect(&self.url("postgres"), postgres::NoTls) {
+            match postgres::Client::connect(&self.socket("postgres"), postgres::NoTls) {
                 Ok(_) => return Ok(()),
                 Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
                 Err(e) => {
@@ -197,6 +242,15 @@ impl Server {
                 }
             }
         }
+    }
+
+    /// Database `name` over the server's Unix socket, which needs no TLS.
+    fn socket(&self, name: &str) -> String {
+        format!(
+            "host={} port={} user={USER} password={PASSWORD} dbname={name}",
+            self.dir.display(),
+            self.port
+        )
     }
 
     /// The URL of database `name` on this server.
@@ -209,7 +263,7 @@ impl Server {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         let name = format!("t{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
         let mut admin =
-            postgres::Client::connect(&self.url("postgres"), postgres::NoTls).expect("test server admin connection");
+            postgres::Client::connect(&self.socket("postgres"), postgres::NoTls).expect("test server admin connection");
         admin
             .batch_execute(&format!("CREATE DATABASE {name}"))
             .expect("create test database");

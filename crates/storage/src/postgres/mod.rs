@@ -9,12 +9,13 @@
 
 use std::time::Duration;
 
-use postgres::{Client as PgClient, NoTls, Row};
+use postgres::{Client as PgClient, Row};
 use r2d2_postgres::PostgresConnectionManager;
 
 mod schema;
 mod sessions;
 mod shared;
+mod tls;
 
 pub use schema::SCHEMA_VERSION;
 
@@ -22,8 +23,9 @@ use crate::shared::{ChangeKind, now_ms};
 use crate::{Client, NewFace, PendingFace, Result, SigningKey, Store, StoreError, Template, Tenant, Timestamp};
 use crate::{vector_bytes, vector_from};
 
-type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
-type Conn = r2d2::PooledConnection<PostgresConnectionManager<NoTls>>;
+type Tls = tokio_postgres_rustls::MakeRustlsConnect;
+type Pool = r2d2::Pool<PostgresConnectionManager<Tls>>;
+type Conn = r2d2::PooledConnection<PostgresConnectionManager<Tls>>;
 
 /// Limits of a node's use of PostgreSQL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,24 +106,57 @@ fn conflict_or(e: postgres::Error, what: &'static str) -> StoreError {
 }
 
 /// Parses a `postgres://` URL without ever echoing it (it may hold a
-/// password).
-fn parse_url(url: &str) -> Result<postgres::Config> {
-    url.parse::<postgres::Config>()
-        .map_err(|_| StoreError::Config("the database URL is not a valid postgres:// URL".into()))
+/// password), with its TLS settings made into a connector.
+fn parse_url(url: &str) -> Result<(postgres::Config, Tls)> {
+    let (rest, settings) = tls::split(url)?;
+    let mut config = rest
+        .parse::<postgres::Config>()
+        .map_err(|_| StoreError::Config("the database URL is not a valid postgres:// URL".into()))?;
+    if rest.starts_with("postgres") {
+        config.ssl_mode(settings.mode);
+    }
+    Ok((config, tls::connector(&settings)?))
 }
 
 /// One plain connection, with a start-up error that says what failed.
-fn connect(config: &postgres::Config) -> Result<PgClient> {
-    config.connect(NoTls).map_err(|e| {
+fn connect(config: &postgres::Config, tls: &Tls) -> Result<PgClient> {
+    config.connect(tls.clone()).map_err(|e| {
         let why = match e.as_db_error().map(|d| d.code().code()) {
-            Some("28P01" | "28000") => "the database refused the credentials".to_string(),
+            Some("28P01") => "the database refused the credentials".to_string(),
+            Some("28000") => {
+                "the database refused this connection (its pg_hba.conf: the user, this address, or sslmode)".to_string()
+            }
             Some("3D000") => "the database named in the URL does not exist".to_string(),
             Some(code) => format!("the database refused the connection ({code})"),
-            None if e.to_string().contains("TLS") => "the URL asks for TLS (sslmode=require), which this build does not speak; use sslmode=disable or prefer on a trusted network".to_string(),
-            None => "the database server cannot be reached".to_string(),
+            None => match tls_failure(&e) {
+                Some(why) => why,
+                None => "the database server cannot be reached".to_string(),
+            },
         };
         StoreError::Unavailable(why)
     })
+}
+
+/// What went wrong with TLS, if that is what failed: rustls's own words
+/// (an untrusted or misnamed certificate), or a server without TLS.
+fn tls_failure(e: &postgres::Error) -> Option<String> {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>()
+            && let Some(tls) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>())
+        {
+            return Some(format!("the TLS connection to the database failed: {tls}"));
+        }
+        if let Some(tls) = s.downcast_ref::<rustls::Error>() {
+            return Some(format!("the TLS connection to the database failed: {tls}"));
+        }
+        // tokio-postgres says so in a plain string.
+        if s.to_string().contains("does not support TLS") {
+            return Some("the database server does not offer TLS, which the URL's sslmode requires".into());
+        }
+        source = s.source();
+    }
+    None
 }
 
 impl PostgresStore {
@@ -134,7 +169,7 @@ impl PostgresStore {
 
     /// Connects without checking the schema (for `facegate migrate`).
     pub fn open_unchecked(url: &str, options: PostgresOptions) -> Result<Self> {
-        let mut config = parse_url(url)?;
+        let (mut config, tls) = parse_url(url)?;
         let timeouts = format!(
             "-c statement_timeout={} -c idle_in_transaction_session_timeout={}",
             options.statement_timeout.as_millis(),
@@ -149,12 +184,12 @@ impl PostgresStore {
             config.connect_timeout(options.acquire_timeout);
         }
         // One direct connection first, so a start-up failure says why.
-        drop(connect(&config)?);
+        drop(connect(&config, &tls)?);
         let pool = r2d2::Pool::builder()
             .max_size(options.pool_size)
             .min_idle(Some(0))
             .connection_timeout(options.acquire_timeout)
-            .build_unchecked(PostgresConnectionManager::new(config, NoTls));
+            .build_unchecked(PostgresConnectionManager::new(config, tls));
         Ok(Self { pool: Some(pool) })
     }
 
