@@ -80,6 +80,25 @@ struct Acknowledged {
     in_doubt: Vec<String>,
 }
 
+impl Acknowledged {
+    /// Asserts that `store` holds every acknowledged write as acknowledged
+    /// (writes in doubt may have gone either way).
+    fn hold_in(&self, store: &dyn Store, tenant: &str) {
+        for id in &self.inserted {
+            let state = store.face_state(tenant, id).expect("state");
+            if self.in_doubt.contains(id) {
+                continue;
+            } else if self.purged.contains(id) {
+                assert_eq!(state, None, "acknowledged purge of {id} is gone");
+            } else if self.image_deleted.contains(id) {
+                assert_eq!(state, Some(false), "acknowledged image delete of {id} holds");
+            } else {
+                assert_eq!(state, Some(true), "acknowledged insert {id} is present");
+            }
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_writes_survive_kill_9() {
     let data = tempfile::tempdir().expect("tempdir");
@@ -166,18 +185,7 @@ async fn acknowledged_writes_survive_kill_9() {
     assert!(!acked.purged.is_empty() && !acked.image_deleted.is_empty());
 
     let store = SqliteStore::open(&data.path().join("facegate.db")).expect("reopen");
-    for id in &acked.inserted {
-        let state = store.face_state(&tenant.id, id).expect("state");
-        if acked.in_doubt.contains(id) {
-            continue;
-        } else if acked.purged.contains(id) {
-            assert_eq!(state, None, "acknowledged purge of {id} is gone");
-        } else if acked.image_deleted.contains(id) {
-            assert_eq!(state, Some(false), "acknowledged image delete of {id} holds");
-        } else {
-            assert_eq!(state, Some(true), "acknowledged insert {id} is present");
-        }
-    }
+    acked.hold_in(&store, &tenant.id);
     drop(store);
     // The server comes back with every surviving face in its index.
     let mut restarted = serve(data.path(), port);
@@ -408,18 +416,7 @@ fn three_nodes_on_postgres_keep_every_acknowledged_write_when_one_is_killed() {
     assert!(seen.matches > 0 && seen.searches > 0, "reads ran beside the writes");
     let store =
         facegate_storage::PostgresStore::open(&url, facegate_storage::PostgresOptions::default()).expect("open");
-    for id in &acked.inserted {
-        let state = store.face_state(&tenant.id, id).expect("state");
-        if acked.in_doubt.contains(id) {
-            continue;
-        } else if acked.purged.contains(id) {
-            assert_eq!(state, None, "acknowledged purge of {id} is gone");
-        } else if acked.image_deleted.contains(id) {
-            assert_eq!(state, Some(false), "acknowledged image delete of {id} holds");
-        } else {
-            assert_eq!(state, Some(true), "acknowledged insert {id} is present");
-        }
-    }
+    acked.hold_in(&store, &tenant.id);
     // Nothing written twice: the faces there are the acknowledged ones
     // still alive, plus at most the inserts and deletes left unanswered.
     let stored = store.templates(&tenant.id, "sface-2021dec").expect("templates").len();
