@@ -37,24 +37,35 @@ pub const ADDRESS_FACTOR: u32 = 6;
 pub const REQUESTS_PER_ADDRESS: u32 = 60;
 
 /// The store keys of the failure counters for `address` (across clients)
-/// and for `address` trying `client`, in that order. The client id is the
-/// caller's text: only its first 64 characters go into the key (real ids
-/// are shorter), so a guesser cannot make the store keep large rows.
-pub fn failure_keys(address: IpAddr, client: &str) -> Vec<String> {
+/// and for `address` trying `client`, in that order, each with its limit:
+/// `per_pair` for the pair, `ADDRESS_FACTOR` times that for the address.
+/// The client id is the caller's text: only its first 64 characters go into
+/// the key (real ids are shorter), so a guesser cannot make the store keep
+/// large rows.
+pub fn failure_limits(address: IpAddr, client: &str, per_pair: u32) -> Vec<(String, u32)> {
     let client: String = client.chars().take(64).collect();
-    vec![format!("addr:{address}"), format!("pair:{address}:{client}")]
+    vec![
+        (format!("addr:{address}"), per_pair.saturating_mul(ADDRESS_FACTOR)),
+        (format!("pair:{address}:{client}"), per_pair),
+    ]
 }
 
-/// `Err(seconds)` while the counts of [`failure_keys`] forbid another try:
-/// `per_pair` failures for the pair, or `ADDRESS_FACTOR` times that for the
-/// address.
-pub fn throttle(counts: &[FailureCount], per_pair: u32, now: i64) -> Result<(), u64> {
-    let limits = [per_pair.saturating_mul(ADDRESS_FACTOR), per_pair];
-    let waits = counts.iter().zip(limits).filter_map(|(c, max)| {
+/// Why a reservation under `limits` was refused, with the seconds to wait:
+/// `Failures` while a key's failures alone reach its limit (until its
+/// window ends), else `InFlight` (places held by checks still running,
+/// free again in a moment).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refusal {
+    Failures(u64),
+    InFlight,
+}
+
+pub fn refusal(counts: &[FailureCount], limits: &[(String, u32)], now: i64) -> Refusal {
+    let waits = counts.iter().zip(limits).filter_map(|(c, (_, max))| {
         let left = c.window_start + WINDOW_SECS - now;
-        (c.count >= max && left > 0).then(|| left.unsigned_abs().max(1))
+        (c.count >= *max).then(|| left.max(1).unsigned_abs())
     });
-    waits.max().map_or(Ok(()), Err)
+    waits.max().map_or(Refusal::InFlight, Refusal::Failures)
 }
 
 /// Requests per address in the current window, on this node.
@@ -88,24 +99,37 @@ impl RequestBudget {
 mod tests {
     use super::*;
 
-    fn count(count: u32, window_start: i64) -> FailureCount {
-        FailureCount { count, window_start }
+    fn count(count: u32, pending: u32, window_start: i64) -> FailureCount {
+        FailureCount {
+            count,
+            pending,
+            window_start,
+        }
     }
 
     #[test]
-    fn a_pair_or_an_address_at_its_limit_waits_out_its_window() {
-        assert_eq!(throttle(&[count(4, 100), count(4, 100)], 5, 110), Ok(()));
-        assert_eq!(throttle(&[count(5, 100), count(5, 100)], 5, 110), Err(50), "the pair");
-        assert_eq!(throttle(&[count(30, 100), count(0, 0)], 5, 150), Err(10), "the address");
-        assert_eq!(throttle(&[count(29, 100), count(0, 0)], 5, 150), Ok(()));
-        assert_eq!(throttle(&[count(5, 100), count(5, 100)], 5, 160), Ok(()), "window over");
+    fn failures_at_a_limit_wait_out_their_window_and_checks_in_flight_a_moment() {
+        let limits = failure_limits(IpAddr::from([10, 0, 0, 1]), "c", 5);
+        let refused = |counts: &[FailureCount], now| refusal(counts, &limits, now);
+        assert_eq!(
+            refused(&[count(5, 0, 100), count(5, 0, 100)], 110),
+            Refusal::Failures(50),
+            "the pair"
+        );
+        assert_eq!(
+            refused(&[count(30, 0, 100), count(0, 0, 0)], 150),
+            Refusal::Failures(10),
+            "the address"
+        );
+        assert_eq!(refused(&[count(2, 3, 100), count(2, 3, 100)], 110), Refusal::InFlight);
     }
 
     #[test]
     fn a_long_client_id_makes_a_short_key() {
-        let keys = failure_keys(IpAddr::from([10, 0, 0, 1]), &"x".repeat(100_000));
-        assert_eq!(keys[0], "addr:10.0.0.1");
-        assert!(keys[1].len() < 100, "{}", keys[1].len());
+        let limits = failure_limits(IpAddr::from([10, 0, 0, 1]), &"x".repeat(100_000), 5);
+        assert_eq!(limits[0], ("addr:10.0.0.1".to_string(), 30));
+        assert!(limits[1].0.len() < 100, "{}", limits[1].0.len());
+        assert_eq!(limits[1].1, 5);
     }
 
     #[test]

@@ -124,6 +124,41 @@ async fn failures_spread_over_nodes_lock_the_client_out_as_on_one() {
     }
 }
 
+/// Thirty wrong secrets sent at once, ten to each node: exactly five are
+/// checked (and fail), every other one is refused without a check, with a
+/// Retry-After. A count read before the check let every guess of a burst
+/// through before the first failure was recorded.
+#[tokio::test]
+async fn a_burst_of_guesses_over_three_nodes_gets_five_checks() {
+    let Some(nodes) = three_nodes("a_burst_of_guesses_over_three_nodes_gets_five_checks").await else {
+        return;
+    };
+    let c = nodes[0].client("acme", "face:match");
+    let guesses: Vec<_> = (0..30)
+        .map(|i| {
+            let request = nodes[i % 3].http.post(nodes[i % 3].url("/api/oauth/token")).form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", c.id.as_str()),
+                ("client_secret", "wrong"),
+            ]);
+            tokio::spawn(async move {
+                let r = request.send().await.expect("request");
+                (r.status().as_u16(), r.headers().contains_key("retry-after"))
+            })
+        })
+        .collect();
+    let mut checked = 0;
+    for guess in guesses {
+        match guess.await.expect("guess") {
+            (401, _) => checked += 1,
+            (429 | 503, true) => {}
+            other => panic!("a guess got {other:?}"),
+        }
+    }
+    assert_eq!(checked, 5, "five secrets checked, as five in a row on one node");
+    assert_eq!(nodes[1].credentials_response(&c).await.status(), 429);
+}
+
 #[tokio::test]
 async fn revocations_and_key_rotations_reach_every_node() {
     let Some(nodes) = three_nodes("revocations_and_key_rotations_reach_every_node").await else {

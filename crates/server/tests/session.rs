@@ -78,6 +78,20 @@ async fn frame_at(
     jpeg: Vec<u8>,
     query: &str,
 ) -> reqwest::Response {
+    try_frame_at(app, token, session, attempt, jpeg, query)
+        .await
+        .expect("request")
+}
+
+/// [`frame_at`], with the transport's error when the node does not answer.
+async fn try_frame_at(
+    app: &TestApp,
+    token: &str,
+    session: &str,
+    attempt: u64,
+    jpeg: Vec<u8>,
+    query: &str,
+) -> reqwest::Result<reqwest::Response> {
     app.http
         .post(app.url(&format!(
             "/api/v1/face/sessions/{session}/attempts/{attempt}/frames?{query}"
@@ -89,7 +103,71 @@ async fn frame_at(
         .body(with_gps_exif(&jpeg))
         .send()
         .await
-        .expect("request")
+}
+
+/// Where an attempt's frames go: round-robin over the nodes, as a load
+/// balancer sends them. With a [`support::Kill`], the first node is killed
+/// after `kill_after` frames; a frame that then finds its node gone is sent
+/// again, with the same capture time, to the next node, as the SDK does.
+struct Route<'a> {
+    nodes: &'a [&'a TestApp],
+    turn: usize,
+    sent: usize,
+    kill: Option<(usize, support::Kill)>,
+    killed: bool,
+    /// Frames sent again because their node was gone.
+    resent: usize,
+}
+
+impl<'a> Route<'a> {
+    fn new(nodes: &'a [&'a TestApp]) -> Self {
+        Route {
+            nodes,
+            turn: 0,
+            sent: 0,
+            kill: None,
+            killed: false,
+            resent: 0,
+        }
+    }
+
+    fn killing_first(nodes: &'a [&'a TestApp], kill_after: usize, kill: support::Kill) -> Self {
+        Route {
+            kill: Some((kill_after, kill)),
+            ..Route::new(nodes)
+        }
+    }
+
+    async fn frame(
+        &mut self,
+        token: &str,
+        session: &str,
+        attempt: u64,
+        jpeg: Vec<u8>,
+        query: &str,
+    ) -> reqwest::Response {
+        if self.kill.as_ref().is_some_and(|(after, _)| self.sent == *after)
+            && let Some((_, kill)) = self.kill.take()
+        {
+            kill.now();
+            self.killed = true;
+        }
+        self.sent += 1;
+        loop {
+            let index = self.turn % self.nodes.len();
+            self.turn += 1;
+            match try_frame_at(self.nodes[index], token, session, attempt, jpeg.clone(), query).await {
+                Ok(response) => return response,
+                Err(e) => {
+                    assert!(
+                        index == 0 && self.killed,
+                        "node {index} failed without being killed: {e}"
+                    );
+                    self.resent += 1;
+                }
+            }
+        }
+    }
 }
 
 async fn finish(app: &TestApp, token: &str, session: &str, attempt: u64) -> Value {
@@ -124,21 +202,19 @@ async fn attempt_lit(
     frame_for: &dyn Fn(i32) -> Vec<u8>,
     light: Light,
 ) -> Value {
-    attempt_across(&[app], token, session, frame_for, light).await
+    attempt_across(&mut Route::new(&[app]), token, session, frame_for, light).await
 }
 
-/// [`attempt_lit`] through several nodes of one cluster: started on the
-/// first, frames sent round-robin, finished on the second.
+/// [`attempt_lit`] through the nodes of a [`Route`]: started on the first,
+/// frames sent along the route, finished on the second.
 async fn attempt_across(
-    nodes: &[&TestApp],
+    route: &mut Route<'_>,
     token: &str,
     session: &str,
     frame_for: &dyn Fn(i32) -> Vec<u8>,
     light: Light,
 ) -> Value {
-    let app = nodes[0];
-    let mut next = nodes.iter().cycle();
-    let mut node = move || *next.next().unwrap_or(&app);
+    let app = route.nodes[0];
     // Loaded first: the first frame is due soon after the attempt starts.
     let mut engine =
         FaceEngine::load(&ModelsDir::new(support::models_dir()), EngineOptions::default()).expect("engine");
@@ -178,7 +254,9 @@ async fn attempt_across(
         }
     });
     while let Some((t, jpeg)) = arrive.recv().await {
-        let r = frame_at(node(), token, session, number, jpeg, &format!("capturedMs={t}")).await;
+        let r = route
+            .frame(token, session, number, jpeg, &format!("capturedMs={t}"))
+            .await;
         let status = r.status();
         let body: Value = r.json().await.expect("json");
         assert_eq!(status, 200, "{body}");
@@ -199,10 +277,10 @@ async fn attempt_across(
         // At the SDK's pace, so turns come a human reaction after the prompt.
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         let query = format!("capturedMs={}", now());
-        let r = frame_at(node(), token, session, number, frame_for(pan), &query).await;
+        let r = route.frame(token, session, number, frame_for(pan), &query).await;
         assert_eq!(r.status(), 200);
     }
-    finish(nodes[1 % nodes.len()], token, session, number).await
+    finish(route.nodes[1 % route.nodes.len()], token, session, number).await
 }
 
 /// A live user's attempt.
@@ -325,11 +403,63 @@ async fn a_session_runs_across_three_nodes_on_one_postgres() {
     let session = created["sessionId"].as_str().expect("id").to_string();
     let sdk = created["sdkToken"].as_str().expect("sdk token").to_string();
     let all: Vec<&TestApp> = nodes.iter().collect();
-    let outcome = attempt_across(&all, &sdk, &session, &|pan| person.image(1, pan), Light::Reflected).await;
+    let mut route = Route::new(&all);
+    let outcome = attempt_across(
+        &mut route,
+        &sdk,
+        &session,
+        &|pan| person.image(1, pan),
+        Light::Reflected,
+    )
+    .await;
     assert_eq!(outcome["status"], "SUCCESS", "{outcome}");
     // Signed on node 2; verified against the keys node 3 publishes.
     let jws = outcome["result"].as_str().expect("jws");
     let claims = verify_result(&nodes[2], jws, &c.id).await;
+    assert_eq!(claims["data"]["sessionId"], session.as_str());
+    assert_eq!(claims["data"]["face"]["match"], true, "{claims}");
+}
+
+/// A session in flight when the node that created it and started its
+/// attempt is killed: the rest of the attempt goes to the survivors, the
+/// frame sent to the dead node is sent again elsewhere, and the attempt
+/// succeeds with a result that verifies against a survivor's JWKS.
+#[tokio::test]
+async fn a_session_in_flight_finishes_on_the_survivors_when_its_node_is_killed() {
+    let name = "a_session_in_flight_finishes_on_the_survivors_when_its_node_is_killed";
+    let Some(root) = dataset_or_skip("headpose", name) else {
+        return;
+    };
+    let Some(survivors) = support::cluster(2, |_| {}).await else {
+        eprintln!("SKIPPED {name}: no PostgreSQL");
+        return;
+    };
+    let shared = survivors[0].state.config.clone();
+    let (doomed, kill) = TestApp::spawn_killable(|c| {
+        c.database_url = shared.database_url.clone();
+        c.master_key = shared.master_key.clone();
+    })
+    .await;
+    let c = doomed.client("acme", "face:session");
+    let token = doomed.token(&c).await;
+    let person = Person::load(&root, 1);
+    let created = create_session(&doomed, &token, &person.image(2, 0), json!({})).await;
+    let session = created["sessionId"].as_str().expect("id").to_string();
+    let sdk = created["sdkToken"].as_str().expect("sdk token").to_string();
+    let all = [&doomed, &survivors[0], &survivors[1]];
+    // Killed a third of the way through the light sequence.
+    let mut route = Route::killing_first(&all, 7, kill);
+    let outcome = attempt_across(
+        &mut route,
+        &sdk,
+        &session,
+        &|pan| person.image(1, pan),
+        Light::Reflected,
+    )
+    .await;
+    assert!(route.resent > 0, "a frame found its node gone");
+    assert_eq!(outcome["status"], "SUCCESS", "{outcome}");
+    let claims = verify_result(&survivors[1], outcome["result"].as_str().expect("jws"), &c.id).await;
     assert_eq!(claims["data"]["sessionId"], session.as_str());
     assert_eq!(claims["data"]["face"]["match"], true, "{claims}");
 }
@@ -429,6 +559,40 @@ async fn frames_that_break_the_capture_protocol_fail_the_attempt_with_a_400() {
         "SESSION_INVALIDATED_FACE_RECOGNITION_TOO_MANY_ATTEMPTS",
     )
     .await;
+}
+
+/// A frame whose answer was lost (its node died, a proxy timed out) is sent
+/// again with the same capture time: it is answered as the first time and
+/// stored once, where a new frame at that time would break the protocol.
+#[tokio::test]
+async fn a_frame_sent_again_is_answered_again_and_stored_once() {
+    let app = TestApp::spawn().await;
+    let token = app.token(&app.client("acme", "face:session")).await;
+    let photo = sample("Female_40_1_1_1.jpg");
+    let created = create_session(&app, &token, &photo, json!({})).await;
+    let session = created["sessionId"].as_str().expect("id");
+    let small = jpeg(
+        &image::load_from_memory(&photo)
+            .expect("decode")
+            .thumbnail(640, 640)
+            .to_rgb8(),
+    );
+    let started: Value = start(&app, &token, session).await.json().await.expect("json");
+    let n = started["attempt"].as_u64().expect("attempt");
+    let first = frame_at(&app, &token, session, n, small.clone(), "capturedMs=10").await;
+    assert_eq!(first.status(), 200);
+    let first: Value = first.json().await.expect("json");
+    let again = frame_at(&app, &token, session, n, small.clone(), "capturedMs=10").await;
+    assert_eq!(again.status(), 200);
+    assert_eq!(again.json::<Value>().await.expect("json"), first);
+    assert_eq!(app.store(|s| s.count_frames(session)).expect("count"), 1);
+    let next: Value = frame_at(&app, &token, session, n, small, "capturedMs=120")
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(next["seq"], 1, "{next}");
+    assert_eq!(app.store(|s| s.count_frames(session)).expect("count"), 2);
 }
 
 #[tokio::test]

@@ -20,7 +20,7 @@ pub use copy::{TableCopy, copy_sqlite_to_postgres};
 pub use open::{Location, migrate, open};
 pub use postgres::{PostgresOptions, PostgresStore, SCHEMA_VERSION as POSTGRES_SCHEMA_VERSION};
 pub use sessions::{Attempt, Frame, NewSession, Session, SessionResult, SessionState, SessionStore};
-pub use shared::{FailureCount, GalleryChange, SharedStore};
+pub use shared::{FailureCount, GalleryChange, Reservation, SharedStore};
 pub use sqlite::SqliteStore;
 
 /// A storage failure. Messages name the operation, never row contents, the

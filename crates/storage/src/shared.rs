@@ -5,11 +5,56 @@
 
 use crate::{Result, Timestamp};
 
-/// Failed authentications under one key in the current window.
+/// Authentications under one key in the current window: those that failed
+/// and those being checked now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FailureCount {
     pub count: u32,
+    pub pending: u32,
     pub window_start: Timestamp,
+}
+
+/// The answer to [`SharedStore::reserve_attempt`]: whether the attempt may
+/// go ahead, and each key's counts before it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reservation {
+    pub granted: bool,
+    pub counts: Vec<FailureCount>,
+}
+
+/// Decides a reservation from the stored rows of `limits`' keys (in order;
+/// `None` for a key without one) and returns the rows to write back. Shared
+/// by both backends, which run it between reading and writing the rows
+/// under a lock.
+pub(crate) fn reserve(
+    stored: &[Option<FailureCount>],
+    limits: &[(String, u32)],
+    now: Timestamp,
+    window: i64,
+) -> (Reservation, Vec<FailureCount>) {
+    let fresh = FailureCount {
+        count: 0,
+        pending: 0,
+        window_start: now,
+    };
+    // A window that has run out starts over, reservations left in it too
+    // (those of a node that died while checking).
+    let counts: Vec<FailureCount> = stored
+        .iter()
+        .map(|row| row.filter(|c| c.window_start > now - window).unwrap_or(fresh))
+        .collect();
+    let granted = counts
+        .iter()
+        .zip(limits)
+        .all(|(c, (_, limit))| c.count.saturating_add(c.pending) < *limit);
+    let written = counts
+        .iter()
+        .map(|c| FailureCount {
+            pending: c.pending + u32::from(granted),
+            ..*c
+        })
+        .collect();
+    (Reservation { granted, counts }, written)
 }
 
 /// What a gallery change did.
@@ -57,12 +102,17 @@ pub trait SharedStore {
     /// sessions): a fresh data key would orphan it.
     fn holds_sealed_images(&self) -> Result<bool>;
 
-    /// The counts under `keys` (in order) whose window began after `since`;
-    /// a key without one counts 0 (its window start is then meaningless).
-    fn failures(&self, keys: &[String], since: Timestamp) -> Result<Vec<FailureCount>>;
-    /// Adds a failure under each key, starting a new window at `now` where
-    /// the last began `window` seconds or more ago.
-    fn record_failure(&self, keys: &[String], now: Timestamp, window: i64) -> Result<()>;
+    /// Reserves a place for one authentication under every key of
+    /// `limits`, unless a key's failures and authentications in flight
+    /// reach its limit already; a window that began `window` seconds or
+    /// more before `now` starts over. Atomic over all the keys and all the
+    /// nodes: of the attempts racing for a key's last place, one gets it,
+    /// so a burst of parallel guesses cannot slip past the limit.
+    fn reserve_attempt(&self, limits: &[(String, u32)], now: Timestamp, window: i64) -> Result<Reservation>;
+    /// Ends a granted reservation under each key: its place is given back,
+    /// and a failure is counted when `failed`.
+    fn settle_attempt(&self, keys: &[String], failed: bool) -> Result<()>;
+    /// Forgets the failures under `key`; its reservations in flight stay.
     fn clear_failures(&self, key: &str) -> Result<()>;
     /// Forgets windows that began before `before`.
     fn prune_failures(&self, before: Timestamp) -> Result<usize>;

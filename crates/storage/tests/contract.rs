@@ -43,7 +43,8 @@ contract!(
     the_sweeper_deletes_expired_sessions_with_their_frames,
     origins_are_per_tenant,
     a_secret_is_stored_once,
-    failures_count_per_key_within_a_window,
+    reservations_and_failures_count_per_key_within_a_window,
+    parallel_reservations_never_pass_the_limit,
     a_lease_has_one_holder_until_it_lapses,
     the_gallery_log_records_inserts_and_purges_in_order,
 );
@@ -324,28 +325,69 @@ fn a_secret_is_stored_once(s: &dyn Store) {
     assert_eq!(s.secret("data-key").expect("read").as_deref(), Some(&b"first"[..]));
 }
 
-fn failures_count_per_key_within_a_window(s: &dyn Store) {
-    let keys = ["a:1".to_string(), "p:1:c".to_string()];
-    let counts = |since| -> Vec<u32> {
-        s.failures(&keys, since)
-            .expect("counts")
-            .iter()
-            .map(|f| f.count)
-            .collect()
+fn reservations_and_failures_count_per_key_within_a_window(s: &dyn Store) {
+    let limits = vec![("a:1".to_string(), 3), ("p:1:c".to_string(), 2)];
+    let keys: Vec<String> = limits.iter().map(|(k, _)| k.clone()).collect();
+    // (failures, in flight) of each key before the reservation, and whether it was granted.
+    let reserve = |now| {
+        let r = s.reserve_attempt(&limits, now, 60).expect("reserve");
+        let counts: Vec<(u32, u32)> = r.counts.iter().map(|c| (c.count, c.pending)).collect();
+        (r.granted, counts)
     };
-    assert_eq!(counts(0), vec![0, 0]);
-    s.record_failure(&keys, 100, 60).expect("record");
-    s.record_failure(&keys[1..], 110, 60).expect("record");
-    assert_eq!(counts(100 - 60), vec![1, 2]);
-    assert_eq!(s.failures(&keys, 40).expect("counts")[1].window_start, 100);
-    assert_eq!(counts(100), vec![0, 0], "windows that began at 100 are not after 100");
-    s.record_failure(&keys[1..], 170, 60).expect("a new window");
-    assert_eq!(s.failures(&keys, 110).expect("counts")[1].count, 1);
-    assert_eq!(s.failures(&keys, 110).expect("counts")[1].window_start, 170);
+    assert_eq!(reserve(100), (true, vec![(0, 0), (0, 0)]));
+    assert_eq!(reserve(101), (true, vec![(0, 1), (0, 1)]));
+    assert_eq!(
+        reserve(102),
+        (false, vec![(0, 2), (0, 2)]),
+        "the pair's places are taken"
+    );
+    s.settle_attempt(&keys, true).expect("a failure");
+    s.settle_attempt(&keys, false).expect("a success");
+    assert_eq!(reserve(103), (true, vec![(1, 0), (1, 0)]));
+    s.settle_attempt(&keys, true).expect("a failure");
+    let refused = s.reserve_attempt(&limits, 104, 60).expect("reserve");
+    assert!(!refused.granted);
+    assert_eq!(refused.counts[1].count, 2, "two failures: the pair's limit");
+    assert_eq!(refused.counts[1].window_start, 100, "in the window that began at 100");
     s.clear_failures("p:1:c").expect("clear");
-    assert_eq!(counts(0), vec![1, 0]);
-    assert_eq!(s.prune_failures(101).expect("prune"), 1);
-    assert_eq!(counts(0), vec![0, 0]);
+    assert_eq!(
+        reserve(105),
+        (true, vec![(2, 0), (0, 0)]),
+        "the address keeps its count"
+    );
+    s.settle_attempt(&keys, true).expect("a failure");
+    assert_eq!(
+        reserve(106),
+        (false, vec![(3, 0), (1, 0)]),
+        "the address is at its limit"
+    );
+    assert_eq!(reserve(160), (true, vec![(0, 0), (0, 0)]), "a new window");
+    assert_eq!(s.prune_failures(161).expect("prune"), 2);
+    assert_eq!(reserve(170), (true, vec![(0, 0), (0, 0)]));
+}
+
+/// Of 16 checks reserving at once under a limit of 5, exactly 5 go ahead:
+/// the race a burst of parallel guesses would win against a count read
+/// before any of them failed.
+fn parallel_reservations_never_pass_the_limit(s: &dyn Store) {
+    let limits = vec![("a:9".to_string(), 30), ("p:9:c".to_string(), 5)];
+    let barrier = std::sync::Barrier::new(16);
+    let granted = std::thread::scope(|scope| {
+        let racers: Vec<_> = (0..16)
+            .map(|_| {
+                scope.spawn(|| {
+                    barrier.wait();
+                    s.reserve_attempt(&limits, 100, 60).expect("reserve").granted
+                })
+            })
+            .collect();
+        racers
+            .into_iter()
+            .filter_map(|r| r.join().ok())
+            .filter(|granted| *granted)
+            .count()
+    });
+    assert_eq!(granted, 5);
 }
 
 fn a_lease_has_one_holder_until_it_lapses(s: &dyn Store) {

@@ -8,7 +8,7 @@ use facegate_auth::{Permission, tokens};
 use facegate_liveness::gates::frame_issue;
 use facegate_liveness::light::Flash;
 use facegate_liveness::timing::violation;
-use facegate_liveness::{Challenge, Policy, TraceStatus, assess, observe, progress};
+use facegate_liveness::{Challenge, Observation, Plan, Policy, TraceStatus, assess, observe, progress};
 use facegate_storage::{Frame, NewSession, StoreError};
 use facegate_vision::MODEL_VERSION;
 use serde::{Deserialize, Serialize};
@@ -386,6 +386,13 @@ pub async fn upload_frame(
         ));
     }
     let mut frames = sessions::observations(&state, &session_id, number).await?;
+    // The SDK sends a frame again when its answer was lost (the node died
+    // before replying, a proxy timed out): if it was stored, it is the last
+    // one, with the same capture time. It is answered again, not stored
+    // twice, which the capture protocol would refuse as out of order.
+    if captured.is_some() && frames.last().is_some_and(|f| f.captured_ms == captured) {
+        return Ok(axum::Json(frame_answer(&plan, &frames, &policy)?));
+    }
     if frames.len() >= MAX_FRAMES {
         return Err(ApiError::new(
             ErrorCode::AttemptNotActive,
@@ -412,30 +419,37 @@ pub async fn upload_frame(
         .unwrap_or_else(|e| Err(ApiError::internal(e)));
     let (mut observation, jpeg) = observation?;
     observation.captured_ms = captured;
-    let issue = frame_issue(&observation, &policy.gates);
-    let face = FrameFace {
-        found: observation.face.is_some(),
-        faces: observation.faces_found,
-    };
     frames.push(observation);
     if let Some(why) = violation(&frames, plan.light_ms(), &policy.pacing) {
         return Err(sessions::protocol_broken(&state, &attempt, &session_id, why).await);
     }
-    let seq = u32::try_from(frames.len() - 1).map_err(ApiError::internal)?;
+    let answer = frame_answer(&plan, &frames, &policy)?;
     let last = frames.last().ok_or_else(|| ApiError::internal("no frame"))?;
-    store_frame(&state, &session_id, number, seq, last, &jpeg).await?;
+    store_frame(&state, &session_id, number, answer.seq, last, &jpeg).await?;
+    Ok(axum::Json(answer))
+}
+
+/// The answer to the upload of the last of `frames`: its face and quality,
+/// and the attempt's progress with it.
+fn frame_answer(plan: &Plan, frames: &[Observation], policy: &Policy) -> Result<FrameResponse, ApiError> {
+    let last = frames.last().ok_or_else(|| ApiError::internal("no frame"))?;
+    let seq = u32::try_from(frames.len() - 1).map_err(ApiError::internal)?;
+    let issue = frame_issue(last, &policy.gates);
     let challenges = plan.challenges.as_slice();
-    let walk = progress(&plan, &frames, &policy);
-    Ok(axum::Json(FrameResponse {
+    let walk = progress(plan, frames, policy);
+    Ok(FrameResponse {
         seq,
-        at_ms,
-        face,
+        at_ms: last.at_ms,
+        face: FrameFace {
+            found: last.face.is_some(),
+            faces: last.faces_found,
+        },
         status: issue.map(|(s, _)| s),
         hint: issue.map(|(_, h)| h),
         challenges_met: walk.met.len(),
         next_challenge: challenges.get(walk.met.len()).copied(),
         complete: walk.met.len() == challenges.len() || walk.stopped.is_some(),
-    }))
+    })
 }
 
 /// The session's attempt in progress, if it is attempt `number`.

@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use facegate_auth::{Permission, secrets, tokens};
+use facegate_storage::Client;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -91,45 +92,37 @@ pub async fn issue_token(
         .limiter
         .admit(address)
         .map_err(|wait| throttled("too many token requests", wait))?;
-    // Failures are counted in the store: every node sees the same counts.
-    let keys = limiter::failure_keys(address, &client_id);
+    // Failures are counted in the store, and a place is reserved there
+    // before the secret is checked: every node sees the same counts, and
+    // parallel guesses cannot all pass a check made before any failed.
+    let limits = limiter::failure_limits(address, &client_id, state.config.failed_auth_per_minute);
+    let keys: Vec<String> = limits.iter().map(|(k, _)| k.clone()).collect();
     let now = facegate_auth::now();
-    let counts = {
-        let keys = keys.clone();
+    let reservation = {
+        let limits = limits.clone();
         state
-            .store(move |s| s.failures(&keys, now - limiter::WINDOW_SECS))
+            .store(move |s| s.reserve_attempt(&limits, now, limiter::WINDOW_SECS))
             .await?
     };
-    limiter::throttle(&counts, state.config.failed_auth_per_minute, now)
-        .map_err(|wait| throttled("too many failed attempts", wait))?;
-    let lookup_id = client_id.clone();
-    let client = state
-        .store(move |s| match s.client(&lookup_id) {
-            Ok(c) => Ok(Some(c)),
-            Err(facegate_storage::StoreError::NotFound(_)) => Ok(None),
-            Err(e) => Err(e),
-        })
-        .await?;
-    let hash = client
-        .as_ref()
-        .map_or_else(|| DUMMY_HASH.clone(), |c| c.secret_hash.clone());
-    let verified = state
-        .secret_checks
-        .verify(secret, hash)
-        .await
-        .map_err(|_| ApiError::new(ErrorCode::Busy, "too many token requests at once; try again").retry_after(1))?;
-    let client = match client {
-        Some(c) if verified && c.revoked_at.is_none() => c,
-        _ => {
-            state
-                .store(move |s| s.record_failure(&keys, now, limiter::WINDOW_SECS))
-                .await?;
-            return Err(invalid_client());
-        }
+    if !reservation.granted {
+        return Err(match limiter::refusal(&reservation.counts, &limits, now) {
+            limiter::Refusal::Failures(wait) => throttled("too many failed attempts", wait),
+            limiter::Refusal::InFlight => busy(),
+        });
+    }
+    let checked = check_secret(&state, client_id, secret).await;
+    // The reservation is settled whatever the check's outcome, or its place
+    // stays taken until the window ends.
+    let failed = matches!(checked, Ok(None));
+    let settled = {
+        let keys = keys.clone();
+        state.store(move |s| s.settle_attempt(&keys, failed)).await
     };
+    let client = checked?.ok_or_else(invalid_client)?;
+    settled?;
     // A success clears the pair's count; the address's stays, so that a
     // guesser with one valid client of its own cannot reset its budget.
-    if counts.get(1).is_some_and(|c| c.count > 0) {
+    if reservation.counts.get(1).is_some_and(|c| c.count > 0) {
         state.store(move |s| s.clear_failures(&keys[1])).await?;
     }
     let permissions: Vec<Permission> = client.permissions.iter().filter_map(|p| p.parse().ok()).collect();
@@ -153,6 +146,27 @@ pub async fn issue_token(
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(response)
+}
+
+/// The client whose secret `secret` is; `None` when the id is unknown, the
+/// secret wrong or the client revoked.
+async fn check_secret(state: &AppState, client_id: String, secret: String) -> Result<Option<Client>, ApiError> {
+    let client = state
+        .store(move |s| match s.client(&client_id) {
+            Ok(c) => Ok(Some(c)),
+            Err(facegate_storage::StoreError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        })
+        .await?;
+    let hash = client
+        .as_ref()
+        .map_or_else(|| DUMMY_HASH.clone(), |c| c.secret_hash.clone());
+    let verified = state.secret_checks.verify(secret, hash).await.map_err(|_| busy())?;
+    Ok(client.filter(|c| verified && c.revoked_at.is_none()))
+}
+
+fn busy() -> ApiError {
+    ApiError::new(ErrorCode::Busy, "too many token requests at once; try again").retry_after(1)
 }
 
 /// The client id and secret, from the form or from HTTP Basic.

@@ -45,6 +45,61 @@ pub fn b64(bytes: &[u8]) -> String {
     STANDARD.encode(bytes)
 }
 
+/// The config of a test server on `data`: port 0, the real models, and with
+/// `FACEGATE_TEST_DATABASE=postgres` a fresh database of a real PostgreSQL
+/// server instead of SQLite; `tweak` adjusts it last.
+fn test_config(data: &tempfile::TempDir, tweak: impl FnOnce(&mut Config)) -> Config {
+    let partial = PartialConfig {
+        listen: Some("127.0.0.1:0".parse().expect("addr")),
+        data_dir: Some(data.path().to_path_buf()),
+        models_dir: Some(models_dir()),
+        ..PartialConfig::default()
+    };
+    let mut config = partial.resolve().expect("config");
+    if std::env::var("FACEGATE_TEST_DATABASE").as_deref() == Ok("postgres") {
+        // A restart on this data directory finds the same database.
+        let remembered = data.path().join("test-postgres");
+        let (url, key) = match std::fs::read_to_string(&remembered) {
+            Ok(text) => text
+                .split_once('\n')
+                .map(|(u, k)| (u.to_string(), k.to_string()))
+                .expect("url and key"),
+            Err(_) => {
+                let made = postgres_database();
+                std::fs::write(&remembered, format!("{}\n{}", made.0, made.1)).expect("remember");
+                made
+            }
+        };
+        config.database_url = Some(DatabaseUrl(url));
+        config.master_key = Some(MasterKey(key));
+    }
+    tweak(&mut config);
+    config
+}
+
+/// Ends a node of [`TestApp::spawn_killable`] at once (on drop at the latest).
+pub struct Kill(Option<tokio::runtime::Runtime>);
+
+impl Kill {
+    pub fn now(mut self) {
+        self.end();
+    }
+
+    fn end(&mut self) {
+        // Without waiting: tasks stop at their next await; blocking calls
+        // already running finish on their own.
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        self.end();
+    }
+}
+
 impl TestApp {
     pub async fn spawn() -> TestApp {
         Self::spawn_with(|_| {}).await
@@ -59,47 +114,47 @@ impl TestApp {
     /// `FACEGATE_TEST_DATABASE=postgres` the server stores everything in a
     /// fresh database of a real PostgreSQL server instead of SQLite.
     pub async fn spawn_in(data: tempfile::TempDir, tweak: impl FnOnce(&mut Config)) -> TestApp {
-        let partial = PartialConfig {
-            listen: Some("127.0.0.1:0".parse().expect("addr")),
-            data_dir: Some(data.path().to_path_buf()),
-            models_dir: Some(models_dir()),
-            ..PartialConfig::default()
-        };
-        let mut config = partial.resolve().expect("config");
-        if std::env::var("FACEGATE_TEST_DATABASE").as_deref() == Ok("postgres") {
-            // A restart on this data directory finds the same database.
-            let remembered = data.path().join("test-postgres");
-            let (url, key) = match std::fs::read_to_string(&remembered) {
-                Ok(text) => text
-                    .split_once('\n')
-                    .map(|(u, k)| (u.to_string(), k.to_string()))
-                    .expect("url and key"),
-                Err(_) => {
-                    let made = postgres_database();
-                    std::fs::write(&remembered, format!("{}\n{}", made.0, made.1)).expect("remember");
-                    made
-                }
-            };
-            config.database_url = Some(DatabaseUrl(url));
-            config.master_key = Some(MasterKey(key));
-        }
-        tweak(&mut config);
-        let app = Application::build(config)
+        let app = Application::build(test_config(&data, tweak))
             .await
             .expect("server starts; run `make setup` for the models");
-        let base = format!("http://{}", app.local_addr().expect("addr"));
-        let state = app.state().clone();
         let (stop, stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(app.run_until(async {
+        let mut test_app = TestApp::of(&app, data);
+        test_app.server = Some(tokio::spawn(app.run_until(async {
             let _ = stopped.await;
-        }));
+        })));
+        test_app.stop = Some(stop);
+        test_app
+    }
+
+    /// A node on a runtime of its own, which [`Kill::now`] ends at once:
+    /// every task of the node (its listener, its open connections, its
+    /// background work) stops where it is and no request in flight is
+    /// answered, as when the process is killed.
+    pub async fn spawn_killable(tweak: impl FnOnce(&mut Config)) -> (TestApp, Kill) {
+        let data = tempfile::tempdir().expect("tempdir");
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let app = runtime
+            .spawn(Application::build(test_config(&data, tweak)))
+            .await
+            .expect("build task")
+            .expect("server starts; run `make setup` for the models");
+        let test_app = TestApp::of(&app, data);
+        runtime.spawn(app.run_until(std::future::pending()));
+        (test_app, Kill(Some(runtime)))
+    }
+
+    fn of(app: &Application, data: tempfile::TempDir) -> TestApp {
         TestApp {
-            base,
+            base: format!("http://{}", app.local_addr().expect("addr")),
             data,
             http: reqwest::Client::new(),
-            state,
-            stop: Some(stop),
-            server: Some(server),
+            state: app.state().clone(),
+            stop: None,
+            server: None,
         }
     }
 

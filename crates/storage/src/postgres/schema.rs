@@ -126,6 +126,10 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE session_frames ALTER COLUMN image SET STORAGE EXTERNAL;
     ALTER TABLE session_frames ALTER COLUMN observation SET STORAGE EXTERNAL;
 "#,
+    // Authentications being checked, reserved before the check.
+    r#"
+    ALTER TABLE auth_failures ADD COLUMN pending INTEGER NOT NULL DEFAULT 0;
+"#,
 ];
 
 /// The schema version this build writes.

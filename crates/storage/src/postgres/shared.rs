@@ -2,7 +2,7 @@
 //! here, so every read-modify-write is one upsert statement.
 
 use super::{PostgresStore, rows};
-use crate::shared::{ChangeKind, FailureCount, GalleryChange, SharedStore};
+use crate::shared::{ChangeKind, FailureCount, GalleryChange, Reservation, SharedStore};
 use crate::vector_from;
 use crate::{Result, Timestamp};
 
@@ -35,44 +35,73 @@ impl SharedStore for PostgresStore {
             .get(0))
     }
 
-    fn failures(&self, keys: &[String], since: Timestamp) -> Result<Vec<FailureCount>> {
-        let rows = self.conn()?.query(
-            "SELECT key, count, window_start FROM auth_failures WHERE key = ANY($1) AND window_start > $2",
-            &[&keys, &since],
+    fn reserve_attempt(&self, limits: &[(String, u32)], now: Timestamp, window: i64) -> Result<Reservation> {
+        let keys: Vec<&str> = limits.iter().map(|(k, _)| k.as_str()).collect();
+        let mut sorted = keys.clone();
+        sorted.sort_unstable();
+        let mut conn = self.conn()?;
+        let mut tx = conn.transaction()?;
+        // Every key gets a row first: a row being inserted by another node
+        // makes this wait for its commit, so two first attempts cannot both
+        // read "no row". Then the rows are locked for the decision, always
+        // in one order (sorted), so reservations never deadlock.
+        tx.execute(
+            "INSERT INTO auth_failures (key, count, pending, window_start)
+             SELECT k, 0, 0, $2 FROM unnest($1::TEXT[]) AS k ON CONFLICT (key) DO NOTHING",
+            &[&sorted, &now],
+        )?;
+        let rows = tx.query(
+            "SELECT key, count, pending, window_start FROM auth_failures
+             WHERE key = ANY($1) ORDER BY key FOR UPDATE",
+            &[&sorted],
         )?;
         let found: std::collections::HashMap<String, FailureCount> = rows
             .iter()
-            .map(|r| {
-                let count = FailureCount {
-                    count: u32::try_from(r.get::<_, i32>(1)).unwrap_or(0),
-                    window_start: r.get(2),
-                };
-                (r.get(0), count)
-            })
+            .map(|r| (r.get(0), failure_count(r.get(1), r.get(2), r.get(3))))
             .collect();
-        let none = FailureCount {
-            count: 0,
-            window_start: since,
-        };
-        Ok(keys.iter().map(|k| found.get(k).copied().unwrap_or(none)).collect())
+        let stored: Vec<Option<FailureCount>> = keys.iter().map(|k| found.get(*k).copied()).collect();
+        let (reservation, written) = crate::shared::reserve(&stored, limits, now, window);
+        if reservation.granted {
+            let counts: Vec<i32> = written
+                .iter()
+                .map(|c| i32::try_from(c.count).unwrap_or(i32::MAX))
+                .collect();
+            let pending: Vec<i32> = written
+                .iter()
+                .map(|c| i32::try_from(c.pending).unwrap_or(i32::MAX))
+                .collect();
+            let starts: Vec<i64> = written.iter().map(|c| c.window_start).collect();
+            tx.execute(
+                "UPDATE auth_failures AS f SET count = n.count, pending = n.pending, window_start = n.start
+                 FROM unnest($1::TEXT[], $2::INT[], $3::INT[], $4::BIGINT[]) AS n(key, count, pending, start)
+                 WHERE f.key = n.key",
+                &[&keys, &counts, &pending, &starts],
+            )?;
+        }
+        tx.commit()?;
+        Ok(reservation)
     }
 
-    fn record_failure(&self, keys: &[String], now: Timestamp, window: i64) -> Result<()> {
-        // One statement for all keys; concurrent failures on other nodes
-        // serialise on the rows, so none is lost.
-        self.conn()?.execute(
-            "INSERT INTO auth_failures (key, count, window_start) SELECT k, 1, $2 FROM unnest($1::TEXT[]) AS k
-             ON CONFLICT (key) DO UPDATE SET
-               count = CASE WHEN auth_failures.window_start <= $2 - $3 THEN 1 ELSE auth_failures.count + 1 END,
-               window_start = CASE WHEN auth_failures.window_start <= $2 - $3 THEN $2 ELSE auth_failures.window_start END",
-            &[&keys, &now, &window],
-        )?;
+    fn settle_attempt(&self, keys: &[String], failed: bool) -> Result<()> {
+        let mut sorted = keys.to_vec();
+        sorted.sort();
+        let mut conn = self.conn()?;
+        let mut tx = conn.transaction()?;
+        // One key at a time, in the order reservations lock them.
+        for key in &sorted {
+            tx.execute(
+                "UPDATE auth_failures SET pending = GREATEST(pending - 1, 0), count = count + $2
+                 WHERE key = $1",
+                &[key, &i32::from(failed)],
+            )?;
+        }
+        tx.commit()?;
         Ok(())
     }
 
     fn clear_failures(&self, key: &str) -> Result<()> {
         self.conn()?
-            .execute("DELETE FROM auth_failures WHERE key = $1", &[&key])?;
+            .execute("UPDATE auth_failures SET count = 0 WHERE key = $1", &[&key])?;
         Ok(())
     }
 
@@ -141,5 +170,13 @@ impl SharedStore for PostgresStore {
             .conn()?
             .execute("DELETE FROM gallery_changes WHERE at_ms < $1", &[&before_ms])?;
         Ok(rows(n))
+    }
+}
+
+fn failure_count(count: i32, pending: i32, window_start: Timestamp) -> FailureCount {
+    FailureCount {
+        count: u32::try_from(count).unwrap_or(0),
+        pending: u32::try_from(pending).unwrap_or(0),
+        window_start,
     }
 }

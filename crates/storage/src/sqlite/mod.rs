@@ -133,6 +133,10 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX gallery_changes_age ON gallery_changes(at_ms);
 "#,
+    // Authentications being checked, reserved before the check.
+    r#"
+    ALTER TABLE auth_failures ADD COLUMN pending INTEGER NOT NULL DEFAULT 0;
+"#,
 ];
 
 /// The schema version this build writes.

@@ -2,10 +2,10 @@
 //! the log never shows a gap and a lease only ever has one contender; the
 //! same contract holds anyway, so the server needs no second code path.
 
-use rusqlite::{OptionalExtension, params, params_from_iter};
+use rusqlite::{OptionalExtension, TransactionBehavior, params, params_from_iter};
 
 use super::SqliteStore;
-use crate::shared::{ChangeKind, FailureCount, GalleryChange, SharedStore};
+use crate::shared::{ChangeKind, FailureCount, GalleryChange, Reservation, SharedStore};
 use crate::vector_from;
 use crate::{Result, Timestamp};
 
@@ -34,39 +34,49 @@ impl SharedStore for SqliteStore {
         )?)
     }
 
-    fn failures(&self, keys: &[String], since: Timestamp) -> Result<Vec<FailureCount>> {
-        let conn = self.conn();
-        let mut stmt =
-            conn.prepare_cached("SELECT count, window_start FROM auth_failures WHERE key = ?1 AND window_start > ?2")?;
-        let none = FailureCount {
-            count: 0,
-            window_start: since,
-        };
-        keys.iter()
-            .map(|k| {
-                let found = stmt
-                    .query_row(params![k, since], |r| {
+    fn reserve_attempt(&self, limits: &[(String, u32)], now: Timestamp, window: i64) -> Result<Reservation> {
+        let mut conn = self.conn();
+        // The connection's lock and an immediate transaction: no other
+        // writer, of this process or another, between reading and writing.
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let stored = {
+            let mut read =
+                tx.prepare_cached("SELECT count, pending, window_start FROM auth_failures WHERE key = ?1")?;
+            limits
+                .iter()
+                .map(|(key, _)| {
+                    read.query_row([key], |r| {
                         Ok(FailureCount {
                             count: r.get(0)?,
-                            window_start: r.get(1)?,
+                            pending: r.get(1)?,
+                            window_start: r.get(2)?,
                         })
                     })
-                    .optional()?;
-                Ok(found.unwrap_or(none))
-            })
-            .collect()
+                    .optional()
+                })
+                .collect::<rusqlite::Result<Vec<_>>>()?
+        };
+        let (reservation, written) = crate::shared::reserve(&stored, limits, now, window);
+        if reservation.granted {
+            for ((key, _), c) in limits.iter().zip(&written) {
+                tx.execute(
+                    "INSERT INTO auth_failures (key, count, pending, window_start) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT(key) DO UPDATE SET count = ?2, pending = ?3, window_start = ?4",
+                    params![key, c.count, c.pending, c.window_start],
+                )?;
+            }
+        }
+        tx.commit()?;
+        Ok(reservation)
     }
 
-    fn record_failure(&self, keys: &[String], now: Timestamp, window: i64) -> Result<()> {
+    fn settle_attempt(&self, keys: &[String], failed: bool) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         for key in keys {
             tx.execute(
-                "INSERT INTO auth_failures (key, count, window_start) VALUES (?1, 1, ?2)
-                 ON CONFLICT(key) DO UPDATE SET
-                   count = CASE WHEN window_start <= ?2 - ?3 THEN 1 ELSE count + 1 END,
-                   window_start = CASE WHEN window_start <= ?2 - ?3 THEN ?2 ELSE window_start END",
-                params![key, now, window],
+                "UPDATE auth_failures SET pending = MAX(pending - 1, 0), count = count + ?2 WHERE key = ?1",
+                params![key, i32::from(failed)],
             )?;
         }
         tx.commit()?;
@@ -74,7 +84,8 @@ impl SharedStore for SqliteStore {
     }
 
     fn clear_failures(&self, key: &str) -> Result<()> {
-        self.conn().execute("DELETE FROM auth_failures WHERE key = ?1", [key])?;
+        self.conn()
+            .execute("UPDATE auth_failures SET count = 0 WHERE key = ?1", [key])?;
         Ok(())
     }
 
