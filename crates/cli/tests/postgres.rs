@@ -83,6 +83,52 @@ fn serve_on_postgres_needs_the_schema_and_the_master_key_and_says_so() {
     );
 }
 
+/// Faces sealed under a data key the database does not hold (a copy that
+/// left the `secrets` table behind): `serve` refuses to start, and says what
+/// to restore, rather than make a new key that would orphan every image.
+#[test]
+fn serve_refuses_sealed_faces_without_their_data_key() {
+    use facegate_storage::{Location, NewFace, PostgresOptions, PostgresStore, Store, Template, Tenant};
+    let Some(server) = facegate_testdb::shared() else {
+        eprintln!("SKIPPED serve_refuses_sealed_faces_without_their_data_key: no PostgreSQL");
+        return;
+    };
+    let url = server.database();
+    let options = PostgresOptions::default();
+    facegate_storage::migrate(&Location::Postgres {
+        url: url.clone(),
+        options,
+    })
+    .expect("migrate");
+    let store = PostgresStore::open(&url, options).expect("open");
+    let tenant = Tenant {
+        id: "t1".into(),
+        name: "acme".into(),
+        created_at: 1,
+    };
+    store.create_tenant(&tenant).expect("tenant");
+    let id = "00000000-0000-4000-8000-000000000001".to_string();
+    let face = NewFace {
+        id: id.clone(),
+        tenant_id: tenant.id,
+        created_at: 1,
+        sealed_image: vec![1; 64],
+        template: Template {
+            face_id: id,
+            model_version: "sface-2021dec".into(),
+            vector: vec![0.25; 128],
+        },
+    };
+    store.insert_face(&face).expect("face");
+    drop(store);
+    let key = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
+    let out = run(
+        &["--database-url", url.as_str(), "serve", "--listen", "127.0.0.1:0"],
+        &[("FACEGATE_MASTER_KEY", key)],
+    );
+    refused(&out, "has no data key: restore its `secrets` table from a backup");
+}
+
 #[test]
 fn a_database_url_that_cannot_work_is_refused_in_one_line() {
     let Some(server) = facegate_testdb::shared() else {

@@ -75,8 +75,8 @@ pub enum AtRestError {
     WrongMasterKey,
     #[error("the data key: {0}")]
     DataKey(String),
-    #[error("stored images exist but this database has no data key: restore {0} or pass --data-key")]
-    DataKeyLost(PathBuf),
+    #[error("stored images exist but this database has no data key: {0}")]
+    DataKeyLost(String),
 }
 
 /// The unlocked keys.
@@ -159,7 +159,12 @@ impl StorageConfig {
                 let key = if self.database_url.is_none() && legacy.exists() {
                     std::fs::read(&legacy).map_err(|e| AtRestError::DataKey(e.to_string()))?
                 } else if store.holds_sealed_images()? {
-                    return Err(AtRestError::DataKeyLost(legacy));
+                    // On SQLite the key was a file once; on PostgreSQL it
+                    // only ever lived in the `secrets` table.
+                    return Err(AtRestError::DataKeyLost(match self.database_url {
+                        None => format!("restore {} or pass --data-key", legacy.display()),
+                        Some(_) => "restore its `secrets` table from a backup, or pass --data-key".into(),
+                    }));
                 } else {
                     random_key().map_err(AtRestError::DataKey)?.to_vec()
                 };

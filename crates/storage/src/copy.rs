@@ -70,7 +70,22 @@ impl Kind {
 
 /// Copies every table of `from` into `to` (migrated) and verifies it.
 pub fn copy_sqlite_to_postgres(from: &SqliteStore, to: &PostgresStore) -> Result<Vec<TableCopy>> {
-    TABLES.iter().map(|table| copy_table(from, to, table)).collect()
+    copy_in_pages(from, to, PAGE_ROWS)
+}
+
+/// Rows read, written and checked per statement: each statement stays far
+/// inside the statement timeout, and memory holds one page, not a table of
+/// sealed images (a 1M-face gallery's are about 20 GB).
+const PAGE_ROWS: usize = 1_000;
+
+/// Heap blocks of PostgreSQL read per statement by the check (8 KB each;
+/// sealed images live out of line, in TOAST).
+const CHECKED_BLOCKS: usize = 8;
+
+/// [`copy_sqlite_to_postgres`], `page` rows per statement (tests use a small
+/// page to cross page boundaries).
+pub fn copy_in_pages(from: &SqliteStore, to: &PostgresStore, page: usize) -> Result<Vec<TableCopy>> {
+    TABLES.iter().map(|table| copy_table(from, to, table, page)).collect()
 }
 
 /// The columns both sides have, with PostgreSQL's kind of each.
@@ -91,7 +106,7 @@ fn columns(from: &SqliteStore, to: &PostgresStore, table: &str) -> Result<Vec<(S
         .collect()
 }
 
-fn copy_table(from: &SqliteStore, to: &PostgresStore, table: &'static str) -> Result<TableCopy> {
+fn copy_table(from: &SqliteStore, to: &PostgresStore, table: &'static str, page: usize) -> Result<TableCopy> {
     let columns = columns(from, to, table)?;
     let names = columns.iter().map(|(c, _)| c.as_str()).collect::<Vec<_>>().join(", ");
     let params = (1..=columns.len())
@@ -100,33 +115,53 @@ fn copy_table(from: &SqliteStore, to: &PostgresStore, table: &'static str) -> Re
         .collect::<Vec<_>>()
         .join(", ");
     let insert = format!("INSERT INTO {table} ({names}) VALUES ({params}) ON CONFLICT DO NOTHING");
-    let rows: Vec<Vec<Value>> = {
-        let conn = from.conn();
-        // Insertion order, so PostgreSQL's own sequence columns keep it.
-        let mut stmt = conn.prepare(&format!("SELECT {names} FROM {table} ORDER BY rowid"))?;
-        let n = columns.len();
-        stmt.query_map([], |r| (0..n).map(|i| r.get::<_, Value>(i)).collect())?
-            .collect::<rusqlite::Result<_>>()?
-    };
-    let mut conn = to.conn()?;
-    let mut tx = conn.transaction()?;
-    let statement = tx.prepare(&insert)?;
-    let mut added = 0;
-    for row in &rows {
-        let values: Vec<Box<dyn ToSql + Sync>> = row.iter().zip(&columns).map(|(v, (_, k))| param(v, *k)).collect();
-        let refs: Vec<&(dyn ToSql + Sync)> = values.iter().map(|b| b.as_ref()).collect();
-        added += tx.execute(&statement, &refs)?;
+    // In insertion order, so PostgreSQL's own sequence columns keep it.
+    let read = format!("SELECT rowid, {names} FROM {table} WHERE rowid > ?1 ORDER BY rowid LIMIT ?2");
+    let (mut rows, mut added, mut sqlite_sum, mut after) = (0usize, 0u64, 0u128, 0i64);
+    loop {
+        let batch = sqlite_page(from, &read, after, page, columns.len())?;
+        let Some((last, _)) = batch.last() else { break };
+        after = *last;
+        // Each page commits alone: a copy that stops keeps what it wrote,
+        // and the next run skips it.
+        let mut conn = to.conn()?;
+        let mut tx = conn.transaction()?;
+        let statement = tx.prepare(&insert)?;
+        for (_, row) in &batch {
+            let values: Vec<Box<dyn ToSql + Sync>> = row.iter().zip(&columns).map(|(v, (_, k))| param(v, *k)).collect();
+            let refs: Vec<&(dyn ToSql + Sync)> = values.iter().map(|b| b.as_ref()).collect();
+            added += tx.execute(&statement, &refs)?;
+            sqlite_sum = sqlite_sum.wrapping_add(row_hash(row));
+        }
+        tx.commit()?;
+        rows += batch.len();
+        if batch.len() < page {
+            break;
+        }
     }
-    tx.commit()?;
-    drop(conn);
-    let sqlite_sum = rows.iter().fold(0u128, |sum, row| sum.wrapping_add(row_hash(row)));
-    let (pg_rows, pg_sum) = postgres_checksum(to, table, &columns)?;
+    let (pg_rows, pg_sum) = postgres_checksum(to, table, &columns, CHECKED_BLOCKS)?;
     Ok(TableCopy {
         table,
-        rows: rows.len(),
+        rows,
         added: usize::try_from(added).unwrap_or(usize::MAX),
-        verified: pg_rows == rows.len() && pg_sum == sqlite_sum,
+        verified: pg_rows == rows && pg_sum == sqlite_sum,
     })
+}
+
+/// Up to `page` rows after `rowid` `after`, each with its rowid.
+fn sqlite_page(from: &SqliteStore, read: &str, after: i64, page: usize, n: usize) -> Result<Vec<(i64, Vec<Value>)>> {
+    let conn = from.conn();
+    let mut stmt = conn.prepare_cached(read)?;
+    let limit = i64::try_from(page).unwrap_or(i64::MAX);
+    let rows = stmt
+        .query_map(rusqlite::params![after, limit], |r| {
+            Ok((
+                r.get(0)?,
+                (1..=n).map(|i| r.get::<_, Value>(i)).collect::<rusqlite::Result<_>>()?,
+            ))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(rows)
 }
 
 fn param(value: &Value, kind: Kind) -> Box<dyn ToSql + Sync> {
@@ -174,24 +209,45 @@ fn row_hash(row: &[Value]) -> u128 {
     u128::from_le_bytes(first)
 }
 
-fn postgres_checksum(to: &PostgresStore, table: &str, columns: &[(String, Kind)]) -> Result<(usize, u128)> {
+fn postgres_checksum(
+    to: &PostgresStore,
+    table: &str,
+    columns: &[(String, Kind)],
+    blocks_per_read: usize,
+) -> Result<(usize, u128)> {
     let select = columns
         .iter()
         .map(|(c, k)| format!("{c}::{}", k.cast()))
         .collect::<Vec<_>>()
         .join(", ");
-    let rows = to.conn()?.query(&format!("SELECT {select} FROM {table}"), &[])?;
-    let sum = rows.iter().fold(0u128, |sum, r| {
-        let values: Vec<Value> = columns
-            .iter()
-            .enumerate()
-            .map(|(i, (_, k))| match k {
-                Kind::Integer => r.get::<_, Option<i64>>(i).map_or(Value::Null, Value::Integer),
-                Kind::Text => r.get::<_, Option<String>>(i).map_or(Value::Null, Value::Text),
-                Kind::Bytes => r.get::<_, Option<Vec<u8>>>(i).map_or(Value::Null, Value::Blob),
-            })
-            .collect();
-        sum.wrapping_add(row_hash(&values))
-    });
-    Ok((rows.len(), sum))
+    // In ranges of heap blocks (TID range scans): every table has them,
+    // whatever its key, and each statement reads a few blocks only.
+    let query = format!("SELECT {select} FROM {table} WHERE ctid >= $1::TEXT::TID AND ctid < $2::TEXT::TID");
+    let blocks: i64 = to
+        .conn()?
+        .query_one(
+            "SELECT pg_relation_size($1::TEXT::REGCLASS) / current_setting('block_size')::BIGINT",
+            &[&table],
+        )?
+        .get(0);
+    let (mut count, mut sum) = (0usize, 0u128);
+    for start in (0..blocks).step_by(blocks_per_read) {
+        let end = start.saturating_add(i64::try_from(blocks_per_read).unwrap_or(i64::MAX));
+        let range = (format!("({start},0)"), format!("({end},0)"));
+        let rows = to.conn()?.query(&query, &[&range.0, &range.1])?;
+        for r in &rows {
+            let values: Vec<Value> = columns
+                .iter()
+                .enumerate()
+                .map(|(i, (_, k))| match k {
+                    Kind::Integer => r.get::<_, Option<i64>>(i).map_or(Value::Null, Value::Integer),
+                    Kind::Text => r.get::<_, Option<String>>(i).map_or(Value::Null, Value::Text),
+                    Kind::Bytes => r.get::<_, Option<Vec<u8>>>(i).map_or(Value::Null, Value::Blob),
+                })
+                .collect();
+            sum = sum.wrapping_add(row_hash(&values));
+        }
+        count += rows.len();
+    }
+    Ok((count, sum))
 }

@@ -16,7 +16,7 @@ pub mod shared;
 mod sqlite;
 
 pub use cipher::Cipher;
-pub use copy::{TableCopy, copy_sqlite_to_postgres};
+pub use copy::{TableCopy, copy_in_pages, copy_sqlite_to_postgres};
 pub use open::{Location, migrate, open};
 pub use postgres::{PostgresOptions, PostgresStore, SCHEMA_VERSION as POSTGRES_SCHEMA_VERSION};
 pub use sessions::{Attempt, Frame, NewSession, Session, SessionResult, SessionState, SessionStore};

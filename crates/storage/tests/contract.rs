@@ -416,6 +416,14 @@ fn the_gallery_log_records_inserts_and_purges_in_order(s: &dyn Store) {
     two_tenants(s);
     assert_eq!(s.gallery_position(i64::MAX).expect("empty"), 0);
     s.insert_faces(&[face("f1", "t1"), face("f2", "t2")]).expect("insert");
+    assert!(
+        matches!(
+            s.insert_faces(&[face("f9", "t1"), face("f1", "t1")]),
+            Err(StoreError::Conflict(_))
+        ),
+        "a batch with a taken id"
+    );
+    assert_eq!(s.face_state("t1", "f9").expect("state"), None, "all or nothing");
     s.insert_face(&face("f3", "t1")).expect("insert");
     assert!(s.delete_face_image("t1", "f1", 9).expect("image only: not in the log"));
     assert!(s.purge_face("t1", "f3").expect("purge"));

@@ -156,17 +156,7 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 }
 
 fn rss_bytes() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))?
-                .split_whitespace()
-                .nth(1)?
-                .parse::<f64>()
-                .ok()
-        })
-        .map_or(0.0, |kb| kb * 1024.0)
+    super::proc_status_mib(std::process::id(), "VmRSS:") * 1024.0 * 1024.0
 }
 
 pub fn run(models: &ModelsDir, args: &GalleryArgs) -> Result<()> {

@@ -138,7 +138,7 @@ pub fn run(models: &ModelsDir, args: &HttpArgs, database_url: Option<&str>) -> R
                 for &c in &args.concurrency {
                     eprintln!("{label}concurrency {c} for {} s", args.seconds);
                     let mut level = load(http, base, token, bodies, c, Duration::from_secs(args.seconds)).await;
-                    level.server_rss_mib = proc_status_mib(pid, "VmRSS:");
+                    level.server_rss_mib = super::proc_status_mib(pid, "VmRSS:");
                     levels.push(level);
                 }
                 levels
@@ -171,7 +171,7 @@ pub fn run(models: &ModelsDir, args: &HttpArgs, database_url: Option<&str>) -> R
             levels,
             flooded,
             flood,
-            peak_rss_mib: proc_status_mib(server.0.id(), "VmHWM:"),
+            peak_rss_mib: super::proc_status_mib(server.0.id(), "VmHWM:"),
         })
     })?;
     drop(server);
@@ -343,19 +343,6 @@ async fn load(
 fn retry_after(response: &reqwest::Response) -> Option<Duration> {
     let seconds = response.headers().get("retry-after")?.to_str().ok()?.parse().ok()?;
     Some(Duration::from_secs(seconds))
-}
-
-/// A `/proc/<pid>/status` field in MiB (0 where unavailable).
-fn proc_status_mib(pid: u32, field: &str) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 fn print_report(r: &Report) {

@@ -57,3 +57,16 @@ pub fn run(models: &ModelsDir, cmd: BenchCommand, database_url: Option<&str>) ->
         Some(BenchWhat::Store(args)) => store::run(&args, database_url),
     }
 }
+
+/// A `/proc/<pid>/status` field in MiB (0 where unavailable).
+pub(crate) fn proc_status_mib(pid: u32, field: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}

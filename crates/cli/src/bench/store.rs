@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use clap::Args;
-use facegate_storage::{Location, NewFace, PostgresOptions, Store, Template, Tenant};
+use facegate_server::gallery::Galleries;
+use facegate_storage::{Cipher, Location, NewFace, PostgresOptions, Store, Template, Tenant};
 use serde::Serialize;
 
 use super::percentile_sorted;
@@ -34,9 +35,30 @@ pub struct StoreArgs {
     /// server's gallery-follow-interval-ms).
     #[arg(long, default_value_t = 200)]
     follow_ms: u64,
+    /// Then also fill a tenant with this many faces (templates only, in
+    /// batches of 10,000), start a node's galleries on the store as `serve`
+    /// does, and time searches on that gallery (0: skip). Use a fresh
+    /// database: a node loads every tenant the store holds.
+    #[arg(long, default_value_t = 0)]
+    gallery: usize,
     /// Also write the figures as JSON here.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
+}
+
+/// A node's start-up on a large gallery, and searches on what it loaded.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct GalleryFigures {
+    faces: usize,
+    fill_per_second: f64,
+    /// `Galleries::rebuild`, the part of `serve`'s start that grows with
+    /// the gallery: every template read from the store and indexed.
+    start_seconds: f64,
+    faces_started: usize,
+    /// Exact scans (no graph) for the 10 nearest, one thread.
+    search_p50_ms: f64,
+    search_p99_ms: f64,
 }
 
 #[derive(Serialize)]
@@ -65,11 +87,11 @@ pub fn run(args: &StoreArgs, database_url: Option<&str>) -> Result<()> {
             },
         });
     }
-    let mut all = Vec::new();
+    let (mut all, mut galleries) = (Vec::new(), Vec::new());
     for location in &backends {
         facegate_storage::migrate(location)?;
         let store = facegate_storage::open(location)?;
-        let figures = measure(store, location.backend(), args)?;
+        let figures = measure(Arc::clone(&store), location.backend(), args)?;
         println!(
             "{:<9} c={:<3} {:>7.0} inserts/s (p50 {:.1} ms, p99 {:.1} ms); {} faces loaded in {:.2} s; \
              change log to another node p50 {:.0} ms, p99 {:.0} ms",
@@ -84,11 +106,80 @@ pub fn run(args: &StoreArgs, database_url: Option<&str>) -> Result<()> {
             figures.propagation_p99_ms
         );
         all.push(figures);
+        if args.gallery > 0 {
+            let g = start_on_gallery(store.as_ref(), args.gallery)?;
+            println!(
+                "{:<9} gallery of {}: filled at {:.0} faces/s; start-up loaded {} faces in {:.2} s; \
+                 exact search p50 {:.1} ms, p99 {:.1} ms",
+                location.backend(),
+                g.faces,
+                g.fill_per_second,
+                g.faces_started,
+                g.start_seconds,
+                g.search_p50_ms,
+                g.search_p99_ms
+            );
+            galleries.push(g);
+        }
     }
     if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_string_pretty(&all)?)?;
+        let json = serde_json::json!({"backends": all, "galleries": galleries});
+        std::fs::write(path, serde_json::to_string_pretty(&json)?)?;
     }
     Ok(())
+}
+
+/// Fills a new tenant with `faces` faces, then measures a node's start on
+/// the store and searches on the gallery it loaded.
+fn start_on_gallery(store: &dyn Store, faces: usize) -> Result<GalleryFigures> {
+    let tenant = format!("bench-gallery-{}", uuid::Uuid::new_v4());
+    store.create_tenant(&Tenant {
+        id: tenant.clone(),
+        name: tenant.clone(),
+        created_at: 0,
+    })?;
+    let mut seed = 0x2545_F491_4F6C_DD1Du64;
+    let fill = Instant::now();
+    let mut left = faces;
+    while left > 0 {
+        let batch: Vec<NewFace> = (0..left.min(10_000))
+            .map(|_| random_face(&tenant, &mut seed, 0))
+            .collect();
+        store.insert_faces(&batch)?;
+        left -= batch.len();
+    }
+    let fill_per_second = faces as f64 / fill.elapsed().as_secs_f64();
+    let start = Instant::now();
+    // A graph would be built in the background after the start; without
+    // one, every search is the exact scan a node serves until it is ready.
+    let galleries = Galleries::rebuild(
+        store,
+        facegate_vision::MODEL_VERSION,
+        Cipher::new(&[0; 32])?,
+        usize::MAX,
+    )?;
+    let start_seconds = start.elapsed().as_secs_f64();
+    let partition = galleries.partition(&tenant);
+    let partition = partition
+        .read()
+        .map_err(|_| anyhow::anyhow!("a poisoned gallery lock"))?;
+    let mut times: Vec<f64> = (0..500)
+        .map(|_| {
+            let query = random_face(&tenant, &mut seed, 0).template.vector;
+            let t = Instant::now();
+            std::hint::black_box(partition.search(&query, 10));
+            t.elapsed().as_secs_f64() * 1000.0
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    Ok(GalleryFigures {
+        faces,
+        fill_per_second,
+        start_seconds,
+        faces_started: partition.len(),
+        search_p50_ms: percentile_sorted(&times, 0.5),
+        search_p99_ms: percentile_sorted(&times, 0.99),
+    })
 }
 
 fn measure(store: Arc<dyn Store>, backend: &'static str, args: &StoreArgs) -> Result<Figures> {
