@@ -3,7 +3,7 @@
 //   node web/e2e/face-session.mjs spec.json
 //
 // spec: { baseURL, chromium, screenshots, scenarios: [{ name, sessionId,
-// sdkToken, framesDir, maxAttempts, reflect, cameraLabel }] }. Each framesDir holds pan_<deg>.jpg
+// sdkToken, framesDir, maxAttempts, reflect, cameraLabel, loseAnswer }] }. Each framesDir holds pan_<deg>.jpg
 // for -45..45 in 15° steps. The page is served from this script's own
 // origin (http://localhost:<port>), so the SDK's calls to baseURL are
 // cross-origin and go through the tenant's CORS allow-list. The synthetic
@@ -13,8 +13,9 @@
 // data-light), the camera shows the face lit by it 60 ms later, as a screen
 // 30 cm away would light skin, unless the scenario has reflect: false (a
 // replayed recording, which cannot answer). Prints one JSON object: { <name>: { trace, jws,
-// error, metPrompts, screenshots } }; metPrompts are the prompts shown as
-// each movement was met.
+// error, metPrompts, screenshots, lostAnswer, resent } }; metPrompts are the
+// prompts shown as each movement was met; resent says whether the frame
+// whose answer was lost (loseAnswer) was sent again.
 
 import { readFileSync, mkdirSync } from "node:fs";
 import { createServer } from "node:http";
@@ -161,6 +162,22 @@ try {
       await page.screenshot({ path: file }).catch(() => {});
     });
     await page.addInitScript(FAKE_CAMERA);
+    // loseAnswer: N lets the Nth frame upload reach the server, which stores
+    // it, and then resets the connection before the answer reaches the
+    // page, as when a node dies after committing.
+    const uploads = [];
+    let lost = null;
+    if (s.loseAnswer) {
+      await page.route(/\/attempts\/\d+\/frames\?/, async (route) => {
+        if (route.request().method() !== "POST") return route.continue();
+        const captured = new URL(route.request().url()).searchParams.get("capturedMs");
+        uploads.push(captured);
+        if (uploads.length !== s.loseAnswer) return route.continue();
+        await route.fetch();
+        lost = captured;
+        return route.abort("connectionreset");
+      });
+    }
     const params = { ...s, baseURL: spec.baseURL, frames: `${origin}/frames/${s.name}` };
     await page.goto(`${origin}/#${encodeURIComponent(JSON.stringify(params))}`);
     await page.waitForFunction(() => window.__result?.done, null, { timeout: 90000 });
@@ -168,7 +185,8 @@ try {
     const final = join(spec.screenshots, `${s.name}-final.png`);
     await page.screenshot({ path: final });
     shots.push(final);
-    results[s.name] = { ...(await page.evaluate(() => window.__result)), screenshots: shots };
+    const resent = lost !== null && uploads.filter((c) => c === lost).length === 2;
+    results[s.name] = { ...(await page.evaluate(() => window.__result)), screenshots: shots, lostAnswer: lost, resent };
     await context.close();
   }
 } finally {

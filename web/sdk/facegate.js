@@ -117,6 +117,12 @@ class OperationError extends Error {
   }
 }
 
+/** Marks `error` as worth one retry of the same request. */
+function transient(error) {
+  error.transient = true;
+  return error;
+}
+
 /** The screen: camera preview, oval guide, prompt, progress, buttons. */
 class View {
   constructor(texts, onCancel, onRetry) {
@@ -251,10 +257,14 @@ class FaceSession {
         method: "POST", ...init, headers: { Authorization: `Bearer ${this.token}`, ...(init.headers || {}) },
       });
     } catch (e) {
-      throw new OperationError(ERRORS.UNEXPECTED_ERROR, `network error: ${e.message}`);
+      throw transient(new OperationError(ERRORS.UNEXPECTED_ERROR, `network error: ${e.message}`));
     }
     const body = await response.json().catch(() => ({}));
     if (response.ok) return body;
+    // A proxy whose node went away (502, 504) or a node too busy (503).
+    if ([502, 503, 504].includes(response.status)) {
+      throw transient(new OperationError(ERRORS.UNEXPECTED_ERROR, body.message || response.statusText, body));
+    }
     const byStatus = { 401: ERRORS.UNAUTHORIZED, 403: ERRORS.FORBIDDEN, 404: ERRORS.SESSION_EXPIRED_OR_NOT_FOUND, 410: ERRORS.TOO_MANY_ATTEMPTS };
     if (response.status === 409) return { notActive: true };
     // A capture token expires with its session: to the user, the link expired.
@@ -262,6 +272,24 @@ class FaceSession {
       throw new OperationError(ERRORS.SESSION_EXPIRED_OR_NOT_FOUND, body.message, body);
     }
     throw new OperationError(byStatus[response.status] || ERRORS.UNEXPECTED_ERROR, body.message || response.statusText, body);
+  }
+
+  /**
+   * Uploads a frame; when its answer is lost (the node died, a proxy gave
+   * up) it is sent again, once, with the same capture time. The server
+   * answers a repeat of the frame it stored last without storing it twice.
+   */
+  async sendFrame(attempt, capturedMs, jpeg) {
+    const send = () => this.api(`/attempts/${attempt}/frames?capturedMs=${capturedMs}`, {
+      headers: { "Content-Type": "image/jpeg" }, body: jpeg,
+    });
+    try {
+      return await send();
+    } catch (e) {
+      if (!e.transient) throw e;
+      await sleep(100);
+      return send();
+    }
   }
 
   async openCamera() {
@@ -360,7 +388,7 @@ class FaceSession {
       const jpeg = await this.grab(plan.maxFrameSide);
       let r;
       try {
-        r = await this.api(`/attempts/${plan.attempt}/frames?capturedMs=${capturedMs}`, { headers: { "Content-Type": "image/jpeg" }, body: jpeg });
+        r = await this.sendFrame(plan.attempt, capturedMs, jpeg);
       } catch (e) {
         // A frame the server refused as breaking the capture protocol (a
         // stalled camera, a clock jump) ended the attempt: offer a retry.

@@ -128,6 +128,7 @@ async fn the_sdk_runs_genuine_print_wrong_person_and_expired_sessions_in_chromiu
     let (wrong, wrong_sdk) = session(&app, &tokens[0].0, &image(3, 1, 0)).await;
     let (replay, replay_sdk) = session(&app, &tokens[0].0, &image(1, 2, 0)).await;
     let (virtual_cam, virtual_sdk) = session(&app, &tokens[0].0, &image(1, 2, 0)).await;
+    let (lost, lost_sdk) = session(&app, &tokens[0].0, &image(1, 2, 0)).await;
     let (expired, expired_sdk) = session(&short, &tokens[1].0, &image(1, 2, 0)).await;
     tokio::time::sleep(std::time::Duration::from_millis(2200)).await;
     let shots = repo().join("target/e2e-screenshots");
@@ -149,6 +150,12 @@ async fn the_sdk_runs_genuine_print_wrong_person_and_expired_sessions_in_chromiu
                 with(
                     scenario("virtual-camera", &virtual_cam, &virtual_sdk, &genuine_dir, &app.base, 1),
                     json!({"cameraLabel": "OBS Virtual Camera"}),
+                ),
+                // The fifth frame is stored but its answer lost: the SDK
+                // sends it again and the attempt goes on.
+                with(
+                    scenario("lost-answer", &lost, &lost_sdk, &genuine_dir, &app.base, 1),
+                    json!({"loseAnswer": 5}),
                 ),
             ],
         ),
@@ -215,6 +222,19 @@ async fn the_sdk_runs_genuine_print_wrong_person_and_expired_sessions_in_chromiu
             .all(|p| p.as_str().is_some_and(|p| p.starts_with("Good, stop there."))),
         "{met:?}"
     );
+
+    let lost = &results["lost-answer"];
+    assert_eq!(
+        lost["resent"], true,
+        "the frame whose answer was lost was sent again: {lost}"
+    );
+    let claims = verify_result(
+        &app,
+        lost["jws"].as_str().expect("a result despite the lost answer"),
+        &tokens[0].1,
+    )
+    .await;
+    assert_eq!(claims["data"]["face"]["match"], true, "{claims}");
 
     let print = &results["print"];
     assert!(print["jws"].is_null(), "a print got a result: {print}");
