@@ -396,26 +396,25 @@ async fn a_session_runs_across_three_nodes_on_one_postgres() {
         eprintln!("SKIPPED a_session_runs_across_three_nodes_on_one_postgres: no PostgreSQL");
         return;
     };
-    let c = nodes[0].client("acme", "face:session");
-    let token = nodes[0].token(&c).await;
-    let person = Person::load(&root, 1);
-    let created = create_session(&nodes[0], &token, &person.image(2, 0), json!({})).await;
+    let all: Vec<&TestApp> = nodes.iter().collect();
+    // Signed on node 2; verified against the keys node 3 publishes.
+    live_session_along(&mut Route::new(&all), &root, &nodes[2]).await;
+}
+
+/// A live user's session (head-pose person 1) along `route`: created on its
+/// first node, its attempt sent along the route. Asserts that it succeeded
+/// with a match, its result verified against `verifier`'s JWKS.
+async fn live_session_along(route: &mut Route<'_>, root: &std::path::Path, verifier: &TestApp) {
+    let first = route.nodes[0];
+    let c = first.client("acme", "face:session");
+    let token = first.token(&c).await;
+    let person = Person::load(root, 1);
+    let created = create_session(first, &token, &person.image(2, 0), json!({})).await;
     let session = created["sessionId"].as_str().expect("id").to_string();
     let sdk = created["sdkToken"].as_str().expect("sdk token").to_string();
-    let all: Vec<&TestApp> = nodes.iter().collect();
-    let mut route = Route::new(&all);
-    let outcome = attempt_across(
-        &mut route,
-        &sdk,
-        &session,
-        &|pan| person.image(1, pan),
-        Light::Reflected,
-    )
-    .await;
+    let outcome = attempt_across(route, &sdk, &session, &|pan| person.image(1, pan), Light::Reflected).await;
     assert_eq!(outcome["status"], "SUCCESS", "{outcome}");
-    // Signed on node 2; verified against the keys node 3 publishes.
-    let jws = outcome["result"].as_str().expect("jws");
-    let claims = verify_result(&nodes[2], jws, &c.id).await;
+    let claims = verify_result(verifier, outcome["result"].as_str().expect("jws"), &c.id).await;
     assert_eq!(claims["data"]["sessionId"], session.as_str());
     assert_eq!(claims["data"]["face"]["match"], true, "{claims}");
 }
@@ -440,28 +439,11 @@ async fn a_session_in_flight_finishes_on_the_survivors_when_its_node_is_killed()
         c.master_key = shared.master_key.clone();
     })
     .await;
-    let c = doomed.client("acme", "face:session");
-    let token = doomed.token(&c).await;
-    let person = Person::load(&root, 1);
-    let created = create_session(&doomed, &token, &person.image(2, 0), json!({})).await;
-    let session = created["sessionId"].as_str().expect("id").to_string();
-    let sdk = created["sdkToken"].as_str().expect("sdk token").to_string();
     let all = [&doomed, &survivors[0], &survivors[1]];
     // Killed a third of the way through the light sequence.
     let mut route = Route::killing_first(&all, 7, kill);
-    let outcome = attempt_across(
-        &mut route,
-        &sdk,
-        &session,
-        &|pan| person.image(1, pan),
-        Light::Reflected,
-    )
-    .await;
+    live_session_along(&mut route, &root, &survivors[1]).await;
     assert!(route.resent > 0, "a frame found its node gone");
-    assert_eq!(outcome["status"], "SUCCESS", "{outcome}");
-    let claims = verify_result(&survivors[1], outcome["result"].as_str().expect("jws"), &c.id).await;
-    assert_eq!(claims["data"]["sessionId"], session.as_str());
-    assert_eq!(claims["data"]["face"]["match"], true, "{claims}");
 }
 
 #[tokio::test]
@@ -511,19 +493,27 @@ async fn a_replay_of_a_real_head_turn_fails_the_light_challenge() {
     assert!(outcome["result"].is_null());
 }
 
-#[tokio::test]
-async fn frames_that_break_the_capture_protocol_fail_the_attempt_with_a_400() {
+/// A server, a capture token, a session on a sample photo, and a frame of
+/// that photo small enough to send.
+async fn sample_session() -> (TestApp, String, String, Vec<u8>) {
     let app = TestApp::spawn().await;
     let token = app.token(&app.client("acme", "face:session")).await;
     let photo = sample("Female_40_1_1_1.jpg");
     let created = create_session(&app, &token, &photo, json!({})).await;
-    let session = created["sessionId"].as_str().expect("id");
+    let session = created["sessionId"].as_str().expect("id").to_string();
     let small = jpeg(
         &image::load_from_memory(&photo)
             .expect("decode")
             .thumbnail(640, 640)
             .to_rgb8(),
     );
+    (app, token, session, small)
+}
+
+#[tokio::test]
+async fn frames_that_break_the_capture_protocol_fail_the_attempt_with_a_400() {
+    let (app, token, session, small) = sample_session().await;
+    let session = session.as_str();
     let broken: [(&[&str], &str); 3] = [
         (&[""], "a frame came without its capture time"),
         (&["capturedMs=soon"], "capturedMs must be whole milliseconds"),
@@ -566,17 +556,8 @@ async fn frames_that_break_the_capture_protocol_fail_the_attempt_with_a_400() {
 /// stored once, where a new frame at that time would break the protocol.
 #[tokio::test]
 async fn a_frame_sent_again_is_answered_again_and_stored_once() {
-    let app = TestApp::spawn().await;
-    let token = app.token(&app.client("acme", "face:session")).await;
-    let photo = sample("Female_40_1_1_1.jpg");
-    let created = create_session(&app, &token, &photo, json!({})).await;
-    let session = created["sessionId"].as_str().expect("id");
-    let small = jpeg(
-        &image::load_from_memory(&photo)
-            .expect("decode")
-            .thumbnail(640, 640)
-            .to_rgb8(),
-    );
+    let (app, token, session, small) = sample_session().await;
+    let session = session.as_str();
     let started: Value = start(&app, &token, session).await.json().await.expect("json");
     let n = started["attempt"].as_u64().expect("attempt");
     let first = frame_at(&app, &token, session, n, small.clone(), "capturedMs=10").await;
