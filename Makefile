@@ -1,5 +1,5 @@
 # facegate: the README's two commands are `make run` and `make test`.
-.PHONY: setup web-setup services build run test lint bench
+.PHONY: setup web-setup services api-tools build run test lint bench fuzz
 
 setup: ## fetch and verify the models and ONNX Runtime (idempotent)
 	bash scripts/fetch-models.sh
@@ -10,13 +10,16 @@ web-setup: ## Chromium and playwright-core for the browser test (idempotent)
 services: ## PostgreSQL and nginx for the storage and multi-node tests (idempotent)
 	bash scripts/install-services.sh
 
+api-tools: ## schemathesis and openapi-python-client for the conformance test (idempotent)
+	bash scripts/install-api-tools.sh
+
 build: setup
 	cargo build --release -p facegate
 
 run: build ## start the server on its defaults
 	./target/release/facegate serve
 
-test: setup web-setup services ## the whole test suite (real models, real browser, real PostgreSQL; dataset tests skip without ../shared)
+test: setup web-setup services api-tools ## the whole test suite (real models, real browser, real PostgreSQL; dataset tests skip without ../shared)
 	cargo test --workspace
 	# The server tests that touch storage, again on PostgreSQL (the storage
 	# contract and the cluster tests run on it in the pass above already).

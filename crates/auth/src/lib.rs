@@ -2,11 +2,11 @@
 //!
 //! - [`Permission`]: one per feature; clients hold a set of them.
 //! - [`secrets`]: client ids and secrets; secrets are kept only as argon2id.
-//! - [`keys`]: the ES256 signing key ring: private keys in 0600 files, their
-//!   records in the store; rotation keeps old keys verifying until the tokens
+//! - [`keys`]: the signing key ring (ES256 for tokens, RS256 for results),
+//!   sealed in the store; rotation keeps old keys verifying until the tokens
 //!   they signed have expired.
-//! - [`tokens`]: issuing and verifying access tokens, with the algorithm
-//!   pinned and exp, nbf, iss and aud checked.
+//! - [`tokens`]: issuing and verifying access tokens, with the algorithm and
+//!   the `typ` pinned and exp, nbf, iss and aud checked; signing results.
 //!
 //! Nothing here knows about HTTP.
 
@@ -15,6 +15,7 @@ pub mod permissions;
 pub mod secrets;
 pub mod tokens;
 
+pub use jsonwebtoken::Algorithm;
 pub use keys::KeyRing;
 pub use permissions::Permission;
 pub use tokens::{Claims, TokenConfig, TokenError};

@@ -21,6 +21,17 @@ pub fn new_client_id() -> Result<String, SecretError> {
     ))
 }
 
+/// Whether `s` has the shape of a client id from [`new_client_id`] (and
+/// so cannot be a secret typed into the wrong field).
+pub fn is_client_id_shaped(s: &str) -> bool {
+    s.strip_prefix("fgc_").is_some_and(|rest| {
+        rest.len() == 22
+            && rest
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+    })
+}
+
 /// A new client secret: 32 random bytes, base64url.
 pub fn new_secret() -> Result<String, SecretError> {
     Ok(URL_SAFE_NO_PAD.encode(crate::random_bytes::<32>().map_err(|_| SecretError::Random)?))

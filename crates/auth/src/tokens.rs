@@ -1,22 +1,29 @@
-//! Access tokens: ES256 JWTs with a `kid`.
+//! Access tokens: ES256 JWTs with a `kid`; session results: JWS signed
+//! with RS256 by default.
 //!
 //! Verification reads the header only to find the key; the algorithm is
 //! pinned to ES256 (so `alg: none` and HS/RS confusion fail), and exp, nbf,
-//! iss and aud are required and checked.
+//! iss and aud are required and checked. Each kind of token has its own
+//! `typ` (RFC 8725 §3.11), and a token is accepted only as its own kind:
+//! `at+jwt` for access tokens (RFC 9068), `sdk+jwt` for a session's SDK
+//! token, `JWT` for results (as uqudo's).
 
-use jsonwebtoken::{Header, Validation};
+use jsonwebtoken::{Algorithm, Header, Validation};
 use serde::{Deserialize, Serialize};
 
 use crate::keys::{ALGORITHM, KeyRing};
 use crate::permissions::Permission;
 
-/// Issuer, audience and lifetime of access tokens.
+/// Issuer, audience and lifetime of access tokens, and the algorithm of
+/// session results.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenConfig {
     pub issuer: String,
     pub audience: String,
     /// Seconds.
     pub ttl: i64,
+    /// RS256 (the default, as uqudo's results) or ES256.
+    pub result_algorithm: Algorithm,
 }
 
 impl Default for TokenConfig {
@@ -25,9 +32,17 @@ impl Default for TokenConfig {
             issuer: "facegate".into(),
             audience: "facegate-api".into(),
             ttl: 1800,
+            result_algorithm: Algorithm::RS256,
         }
     }
 }
+
+/// The `typ` of an access token (RFC 9068).
+pub const ACCESS_TYP: &str = "at+jwt";
+/// The `typ` of a session's SDK token.
+pub const SDK_TYP: &str = "sdk+jwt";
+/// The `typ` of a session result.
+pub const RESULT_TYP: &str = "JWT";
 
 /// The claims of an access token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,6 +88,8 @@ pub enum TokenError {
     Malformed,
     #[error("the token's algorithm is not accepted")]
     Algorithm,
+    #[error("the token is not of the kind accepted here")]
+    WrongType,
     #[error("the token's signing key is unknown or retired")]
     UnknownKey,
     #[error("the token is expired")]
@@ -104,7 +121,7 @@ pub fn issue(
         now + config.ttl,
         None,
     )?;
-    Ok((sign(ring, &claims)?, claims))
+    Ok((sign_typed(ring, ALGORITHM, ACCESS_TYP, &claims)?, claims))
 }
 
 /// Signs a capture token for one session, valid until `expires_at` (or
@@ -126,7 +143,7 @@ pub fn issue_capture(
         exp,
         Some(session_id.into()),
     )?;
-    Ok((sign(ring, &claims)?, claims))
+    Ok((sign_typed(ring, ALGORITHM, SDK_TYP, &claims)?, claims))
 }
 
 /// The claims of a token issued now.
@@ -154,20 +171,32 @@ fn claims(
     })
 }
 
-/// Signs any claims as a compact JWS with the ring's current key (ES256,
-/// with its `kid`), e.g. a session's result.
-pub fn sign(ring: &KeyRing, claims: &impl Serialize) -> Result<String, TokenError> {
-    let key = ring.signing_key().ok_or(TokenError::NoSigningKey)?;
-    let mut header = Header::new(ALGORITHM);
+/// Signs a session's result as a compact JWS (`typ` JWT) with the ring's
+/// current key of the configured result algorithm, with its `kid`.
+pub fn sign_result(ring: &KeyRing, config: &TokenConfig, claims: &impl Serialize) -> Result<String, TokenError> {
+    sign_typed(ring, config.result_algorithm, RESULT_TYP, claims)
+}
+
+/// Signs `claims` with the current key of `algorithm`, as a `typ` token.
+fn sign_typed(ring: &KeyRing, algorithm: Algorithm, typ: &str, claims: &impl Serialize) -> Result<String, TokenError> {
+    let key = ring.signing_key(algorithm).ok_or(TokenError::NoSigningKey)?;
+    let mut header = Header::new(algorithm);
     header.kid = Some(key.kid.clone());
+    header.typ = Some(typ.into());
     jsonwebtoken::encode(&header, claims, key.encoding()).map_err(|_| TokenError::Signing)
 }
 
-/// Verifies a token and returns its claims.
+/// Verifies an access token or an SDK token and returns its claims. The
+/// `typ` must be the one of the kind its scope says it is, so that neither
+/// passes for the other, and a result passes for neither.
 pub fn verify(ring: &KeyRing, config: &TokenConfig, token: &str) -> Result<Claims, TokenError> {
     let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
     if header.alg != ALGORITHM {
         return Err(TokenError::Algorithm);
+    }
+    let typ = header.typ.ok_or(TokenError::WrongType)?;
+    if typ != ACCESS_TYP && typ != SDK_TYP {
+        return Err(TokenError::WrongType);
     }
     let kid = header.kid.ok_or(TokenError::UnknownKey)?;
     let key = ring
@@ -179,12 +208,21 @@ pub fn verify(ring: &KeyRing, config: &TokenConfig, token: &str) -> Result<Claim
     validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
     validation.validate_nbf = true;
     validation.leeway = 30;
-    jsonwebtoken::decode::<Claims>(token, key.decoding(), &validation)
+    let claims = jsonwebtoken::decode::<Claims>(token, key.decoding(), &validation)
         .map(|data| data.claims)
         .map_err(|e| match e.kind() {
             jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
             kind => TokenError::Invalid(format!("{kind:?}")),
-        })
+        })?;
+    let expected = if claims.scope == CAPTURE_SCOPE {
+        SDK_TYP
+    } else {
+        ACCESS_TYP
+    };
+    if typ != expected {
+        return Err(TokenError::WrongType);
+    }
+    Ok(claims)
 }
 
 #[cfg(test)]
@@ -260,6 +298,39 @@ mod tests {
             Err(TokenError::Invalid(_))
         ));
         assert_eq!(verify(&ring, &config, "garbage"), Err(TokenError::Malformed));
+    }
+
+    #[test]
+    fn each_kind_of_token_is_accepted_only_as_itself() {
+        let (_dir, _store, ring) = ring();
+        let config = TokenConfig::default();
+        let (access, access_claims) = issue(&ring, &config, "c1", "t1", &[Permission::FaceMatch]).expect("issues");
+        let (sdk, sdk_claims) = issue_capture(&ring, &config, "c1", "t1", "s1", crate::now() + 600).expect("issues");
+        let typ = |t: &str| jsonwebtoken::decode_header(t).expect("header").typ;
+        assert_eq!(typ(&access).as_deref(), Some(ACCESS_TYP));
+        assert_eq!(typ(&sdk).as_deref(), Some(SDK_TYP));
+        assert!(verify(&ring, &config, &access).is_ok() && verify(&ring, &config, &sdk).is_ok());
+        // The same claims under the other kind's typ, signed with the real key.
+        let swapped_access = sign_typed(&ring, ALGORITHM, SDK_TYP, &access_claims).expect("signs");
+        let swapped_sdk = sign_typed(&ring, ALGORITHM, ACCESS_TYP, &sdk_claims).expect("signs");
+        let untyped = sign_typed(&ring, ALGORITHM, "", &access_claims).expect("signs");
+        for token in [&swapped_access, &swapped_sdk, &untyped] {
+            assert_eq!(verify(&ring, &config, token), Err(TokenError::WrongType));
+        }
+        // A result, even one signed with ES256 and carrying a token's claims.
+        let result = sign_result(&ring, &config, &access_claims).expect("signs");
+        let header = jsonwebtoken::decode_header(&result).expect("header");
+        assert_eq!(
+            (header.alg, header.typ.as_deref()),
+            (Algorithm::RS256, Some(RESULT_TYP))
+        );
+        assert_eq!(verify(&ring, &config, &result), Err(TokenError::Algorithm));
+        let es_config = TokenConfig {
+            result_algorithm: ALGORITHM,
+            ..TokenConfig::default()
+        };
+        let es_result = sign_result(&ring, &es_config, &access_claims).expect("signs");
+        assert_eq!(verify(&ring, &config, &es_result), Err(TokenError::WrongType));
     }
 
     #[test]

@@ -195,12 +195,17 @@ pub fn client(storage: &StorageConfig, cmd: ClientCommand) -> Result<()> {
 pub fn keys(storage: &StorageConfig, cmd: KeysCommand) -> Result<()> {
     let admin = Admin::open(storage)?;
     let KeysCommand::Rotate { json } = cmd;
-    let kid = admin.rotate_keys()?;
+    let kids = admin.rotate_keys()?;
+    // One new key per algorithm, in the ring's order: ES256 (tokens), RS256 (results).
+    let (token_kid, result_kid) = (
+        kids.first().cloned().unwrap_or_default(),
+        kids.get(1).cloned().unwrap_or_default(),
+    );
     if json {
-        println!("{}", json!({"kid": kid}));
+        println!("{}", json!({"kid": token_kid, "resultKid": result_kid}));
     } else {
         println!(
-            "new signing key {kid}; running servers sign with it within their key-reload-interval (5 s by default)"
+            "new signing keys {token_kid} (ES256, tokens) and {result_kid} (RS256, results); running servers sign with them within their key-reload-interval (5 s by default)"
         );
     }
     Ok(())

@@ -33,6 +33,22 @@ pub struct ServeArgs {
     /// A calibration file from `facegate calibrate --dataset` [default: the built-in table].
     #[arg(long, env = "FACEGATE_CALIBRATION")]
     calibration: Option<PathBuf>,
+    /// RS256 or ES256: the algorithm of session results [default: RS256, as uqudo's].
+    #[arg(long, env = "FACEGATE_RESULT_ALGORITHM")]
+    result_algorithm: Option<facegate_server::config::ResultAlgorithm>,
+    /// Milliseconds a client has to send a request's headers; also how long
+    /// an idle keep-alive connection stays open [default: 10000].
+    #[arg(long, env = "FACEGATE_HEADER_TIMEOUT_MS")]
+    header_timeout_ms: Option<u64>,
+    /// Milliseconds a client has to send a whole request body [default: 120000].
+    #[arg(long, env = "FACEGATE_BODY_TIMEOUT_MS")]
+    body_timeout_ms: Option<u64>,
+    /// Milliseconds a read or write on a connection may make no progress [default: 30000].
+    #[arg(long, env = "FACEGATE_IDLE_TIMEOUT_MS")]
+    idle_timeout_ms: Option<u64>,
+    /// Connections served at once; more wait in the listen backlog [default: 1024].
+    #[arg(long, env = "FACEGATE_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
 }
 
 pub fn run(args: ServeArgs, storage: PartialConfig, models_dir: Option<PathBuf>) -> Result<()> {
@@ -45,6 +61,11 @@ pub fn run(args: ServeArgs, storage: PartialConfig, models_dir: Option<PathBuf>)
         session_ttl: args.session_ttl,
         demo: args.demo.then_some(true),
         calibration: args.calibration,
+        result_algorithm: args.result_algorithm,
+        header_timeout_ms: args.header_timeout_ms,
+        body_timeout_ms: args.body_timeout_ms,
+        idle_timeout_ms: args.idle_timeout_ms,
+        max_connections: args.max_connections,
         ..storage
     };
     let file = args

@@ -28,6 +28,11 @@ pub struct StorageArgs {
     /// Milliseconds one SQL statement may run before PostgreSQL cancels it [default: 5000].
     #[arg(long, global = true, env = "FACEGATE_DB_STATEMENT_TIMEOUT_MS")]
     db_statement_timeout_ms: Option<u64>,
+    /// Append security events (failed and throttled token requests, denials,
+    /// admin actions, reads of results and images) to this file as JSON lines;
+    /// they are in the log under target facegate::security either way.
+    #[arg(long, global = true, env = "FACEGATE_SECURITY_LOG")]
+    security_log: Option<PathBuf>,
 }
 
 impl StorageArgs {
@@ -46,6 +51,7 @@ impl StorageArgs {
             db_pool_size: self.db_pool_size,
             db_acquire_timeout_ms: self.db_acquire_timeout_ms,
             db_statement_timeout_ms: self.db_statement_timeout_ms,
+            security_log: self.security_log.clone(),
             ..PartialConfig::default()
         }
     }

@@ -24,6 +24,7 @@ pub mod light_sim;
 pub mod liveness;
 pub mod openset;
 pub mod pairs;
+pub mod plot;
 pub mod protocol;
 pub mod roc;
 

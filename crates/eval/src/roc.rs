@@ -3,7 +3,6 @@
 use std::path::Path;
 
 use plotters::prelude::*;
-use plotters::style::{FontStyle, register_font};
 
 use crate::EvalError;
 use crate::protocol::Scored;
@@ -72,8 +71,6 @@ pub fn write_png(path: &Path, title: &str, curves: &[(&str, Vec<(f64, f64)>)]) -
     root.present().map_err(|e| plot(&e))
 }
 
-/// plotters draws text only with a registered font; DejaVu ships in a crate,
-/// so the PNG needs no system fonts.
 /// DET points (FMR, FNMR) at 20 rates per decade, from impostor scores
 /// sorted highest first. A FNMR of zero is drawn at half of one genuine pair,
 /// since a log axis has no zero.
@@ -142,24 +139,11 @@ pub fn write_det_png(
     root.present().map_err(|e| plot(&e))
 }
 
-/// A plotting error in the report's shape.
-fn plot(e: &dyn std::fmt::Display) -> EvalError {
-    EvalError::Plot(e.to_string())
-}
+use crate::plot::plot;
 
 /// A white 900×640 PNG canvas, with the font registered.
 fn canvas(path: &Path) -> Result<DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>, EvalError> {
-    register_dejavu();
-    let root = BitMapBackend::new(path, (900, 640)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| plot(&e))?;
-    Ok(root)
-}
-
-fn register_dejavu() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let _ = register_font("sans-serif", FontStyle::Normal, dejavu::sans::regular());
-    });
+    crate::plot::canvas(path, (900, 640))
 }
 
 #[cfg(test)]

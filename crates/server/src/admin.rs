@@ -16,6 +16,7 @@ use facegate_vision::{EngineOptions, FaceEngine, ModelError, ModelsDir};
 use crate::at_rest::{AtRestError, Keys, StorageConfig};
 use crate::gallery::GalleryError;
 use crate::reindex::{ReindexError, TenantReindex, reindex};
+use crate::security::{SecurityEvent, SecurityLog};
 use crate::startup::StartError;
 
 #[derive(Debug, thiserror::Error)]
@@ -40,11 +41,15 @@ pub enum AdminError {
     AtRest(#[from] AtRestError),
     #[error("{0}")]
     Invalid(String),
+    #[error("opening the security log: {0}")]
+    SecurityLog(std::io::Error),
 }
 
 pub struct Admin {
     store: Arc<dyn Store>,
     storage: StorageConfig,
+    /// Every change made here is a security event.
+    security: SecurityLog,
 }
 
 impl Admin {
@@ -52,7 +57,12 @@ impl Admin {
         Ok(Self {
             store: storage.open()?,
             storage: storage.clone(),
+            security: SecurityLog::open(storage.security_log.as_deref()).map_err(AdminError::SecurityLog)?,
         })
+    }
+
+    fn record(&self, event: SecurityEvent) {
+        self.security.record(event);
     }
 
     /// On the SQLite store in `data_dir`.
@@ -83,6 +93,7 @@ impl Admin {
             created_at: facegate_auth::now(),
         };
         self.store.create_tenant(&tenant)?;
+        self.record(SecurityEvent::admin("tenant_created").tenant(&tenant.id));
         Ok(tenant)
     }
 
@@ -107,6 +118,10 @@ impl Admin {
             revoked_at: None,
         };
         self.store.create_client(&client)?;
+        let event = SecurityEvent::admin("client_created")
+            .tenant(&tenant.id)
+            .client(&client.id);
+        self.record(event.subject(client.permissions.join(" ")));
         Ok((client, tenant, secret))
     }
 
@@ -116,7 +131,9 @@ impl Admin {
     }
 
     pub fn revoke_client(&self, id: &str) -> Result<(), AdminError> {
-        Ok(self.store.revoke_client(id, facegate_auth::now())?)
+        self.store.revoke_client(id, facegate_auth::now())?;
+        self.record(SecurityEvent::admin("client_revoked").client(id));
+        Ok(())
     }
 
     /// Adds a web origin to a tenant's CORS allow-list; returns it normalised.
@@ -124,15 +141,25 @@ impl Admin {
         let tenant = self.store.find_tenant(tenant)?;
         let pattern = crate::cors::parse_pattern(pattern).map_err(|e| AdminError::Invalid(e.to_string()))?;
         self.store.add_origin(&tenant.id, &pattern)?;
+        self.record(
+            SecurityEvent::admin("origin_added")
+                .tenant(&tenant.id)
+                .subject(&pattern),
+        );
         Ok(pattern)
     }
 
     /// Removes an origin; false when it was not listed.
     pub fn remove_origin(&self, tenant: &str, pattern: &str) -> Result<bool, AdminError> {
         let tenant = self.store.find_tenant(tenant)?;
-        Ok(self
-            .store
-            .remove_origin(&tenant.id, &pattern.trim().to_ascii_lowercase())?)
+        let pattern = pattern.trim().to_ascii_lowercase();
+        let removed = self.store.remove_origin(&tenant.id, &pattern)?;
+        self.record(
+            SecurityEvent::admin("origin_removed")
+                .tenant(&tenant.id)
+                .subject(&pattern),
+        );
+        Ok(removed)
     }
 
     /// A tenant's allowed origins.
@@ -146,12 +173,15 @@ impl Admin {
             .collect())
     }
 
-    /// A new signing key; the old ones verify until their tokens expire.
-    pub fn rotate_keys(&self) -> Result<String, AdminError> {
+    /// A new signing key of each algorithm; the old ones verify until
+    /// their tokens and results expire.
+    pub fn rotate_keys(&self) -> Result<Vec<String>, AdminError> {
         let master = self.keys(None)?.master;
         let legacy = self.storage.legacy_keys_dir();
         KeyRing::ensure(self.store.as_ref(), &master, legacy.as_deref())?;
-        Ok(KeyRing::rotate(self.store.as_ref(), &master)?)
+        let kids = KeyRing::rotate(self.store.as_ref(), &master)?;
+        self.record(SecurityEvent::admin("keys_rotated").subject(kids.join(" ")));
+        Ok(kids)
     }
 
     /// Re-embeds every gallery onto `target` (see [`crate::reindex`]).
@@ -164,7 +194,9 @@ impl Admin {
     ) -> Result<Vec<TenantReindex>, AdminError> {
         let cipher = self.keys(data_key)?.data;
         let mut engine = FaceEngine::load(models, EngineOptions::default())?;
-        Ok(reindex(self.store.as_ref(), &cipher, &mut engine, target, progress)?)
+        let done = reindex(self.store.as_ref(), &cipher, &mut engine, target, progress)?;
+        self.record(SecurityEvent::admin("gallery_reindexed").subject(target));
+        Ok(done)
     }
 
     /// Faces in the store that need re-embedding onto `target`.
@@ -197,7 +229,9 @@ impl Admin {
         facegate_storage::migrate(&target)?;
         let to = facegate_storage::PostgresStore::open(url, options)?;
         let from = facegate_storage::SqliteStore::open(&self.storage.data_dir.join("facegate.db"))?;
-        Ok(facegate_storage::copy_sqlite_to_postgres(&from, &to)?)
+        let tables = facegate_storage::copy_sqlite_to_postgres(&from, &to)?;
+        self.record(SecurityEvent::admin("store_copied_to_postgres"));
+        Ok(tables)
     }
 
     pub fn has_clients(&self) -> Result<bool, AdminError> {

@@ -44,6 +44,8 @@ pub struct StorageConfig {
     /// The master key as base64 (`FACEGATE_MASTER_KEY`).
     pub master_key: Option<MasterKey>,
     pub postgres: PostgresOptions,
+    /// The security event log's file (see [`crate::security`]).
+    pub security_log: Option<PathBuf>,
 }
 
 /// A base64 master key from the environment; never printed.
@@ -93,6 +95,7 @@ impl StorageConfig {
             master_key_file: None,
             master_key: None,
             postgres: PostgresOptions::default(),
+            security_log: None,
         }
     }
 

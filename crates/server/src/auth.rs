@@ -1,32 +1,51 @@
 //! The bearer-token extractor and permission checks.
 
+use std::sync::Arc;
+
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use facegate_auth::{Claims, Permission, TokenError, tokens};
 
 use crate::error::{ApiError, ErrorCode};
+use crate::security::{RequestContext, SecurityEvent, SecurityLog};
 use crate::state::AppState;
 
-/// An authenticated caller: a valid token from a client that is not revoked.
+/// An authenticated caller: a valid token from a client that is not
+/// revoked, with where the request came from, for the security log.
 #[derive(Debug, Clone)]
-pub struct Caller(pub Claims);
+pub struct Caller {
+    pub claims: Claims,
+    context: RequestContext,
+    security: Arc<SecurityLog>,
+}
 
 impl Caller {
-    /// 403 unless the token carries `permission`.
+    /// 403 unless the token carries `permission` (a denial is a security event).
     pub fn require(&self, permission: Permission) -> Result<(), ApiError> {
-        if self.0.has(permission) {
-            Ok(())
-        } else {
-            Err(ApiError::new(
-                ErrorCode::Forbidden,
-                format!("the token lacks the {permission} permission"),
-            ))
+        if self.claims.has(permission) {
+            return Ok(());
         }
+        self.record("permission_denied", permission.as_str());
+        Err(ApiError::new(
+            ErrorCode::Forbidden,
+            format!("the token lacks the {permission} permission"),
+        ))
     }
 
     pub fn tenant(&self) -> &str {
-        &self.0.tenant
+        &self.claims.tenant
+    }
+
+    /// Records a security event of this caller about `subject` (an id).
+    pub fn record(&self, event: &'static str, subject: &str) {
+        self.security.record(self.event(event).subject(subject));
+    }
+
+    fn event(&self, event: &'static str) -> SecurityEvent {
+        SecurityEvent::new(event, &self.context)
+            .tenant(&self.claims.tenant)
+            .client(&self.claims.sub)
     }
 }
 
@@ -54,8 +73,18 @@ impl FromRequestParts<AppState> for Caller {
         let client_id = claims.sub.clone();
         let client = state.store(move |s| s.client(&client_id)).await;
         match client {
-            Ok(c) if c.revoked_at.is_none() && c.tenant_id == claims.tenant => Ok(Caller(claims)),
-            Ok(_) => Err(unauthorized("the token's client has been revoked")),
+            Ok(c) if c.revoked_at.is_none() && c.tenant_id == claims.tenant => Ok(Caller {
+                claims,
+                context: RequestContext::of(parts),
+                security: Arc::clone(&state.security),
+            }),
+            Ok(_) => {
+                let event = SecurityEvent::new("revoked_token_used", &RequestContext::of(parts))
+                    .tenant(&claims.tenant)
+                    .client(&claims.sub);
+                state.security.record(event);
+                Err(unauthorized("the token's client has been revoked"))
+            }
             Err(e) if e.code == ErrorCode::NotFound => Err(unauthorized("the token is not valid")),
             Err(e) => Err(e),
         }

@@ -11,6 +11,7 @@ use facegate_vision::DecodeLimits;
 use serde::Deserialize;
 
 use crate::at_rest::{DatabaseUrl, MasterKey, StorageConfig};
+use crate::connections::ConnectionLimits;
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -28,6 +29,35 @@ impl std::str::FromStr for LogFormat {
             "text" => Ok(LogFormat::Text),
             "json" => Ok(LogFormat::Json),
             other => Err(format!("log format must be text or json, not {other:?}")),
+        }
+    }
+}
+
+/// The algorithm session results are signed with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+pub enum ResultAlgorithm {
+    /// As uqudo's results: integrations that pin it accept facegate's.
+    #[default]
+    RS256,
+    ES256,
+}
+
+impl std::str::FromStr for ResultAlgorithm {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "RS256" => Ok(ResultAlgorithm::RS256),
+            "ES256" => Ok(ResultAlgorithm::ES256),
+            other => Err(format!("the result algorithm must be RS256 or ES256, not {other:?}")),
+        }
+    }
+}
+
+impl From<ResultAlgorithm> for facegate_auth::Algorithm {
+    fn from(a: ResultAlgorithm) -> Self {
+        match a {
+            ResultAlgorithm::RS256 => facegate_auth::Algorithm::RS256,
+            ResultAlgorithm::ES256 => facegate_auth::Algorithm::ES256,
         }
     }
 }
@@ -81,6 +111,10 @@ pub struct Config {
     /// Milliseconds between reads of the gallery change log (searches
     /// read it too, so this bounds only how stale an idle node gets).
     pub gallery_follow_interval_ms: u64,
+    /// Timeouts and the cap on open connections.
+    pub connections: ConnectionLimits,
+    /// Security events are also appended here as JSON lines.
+    pub security_log: Option<PathBuf>,
 }
 
 impl Config {
@@ -91,6 +125,7 @@ impl Config {
             master_key_file: self.master_key_file.clone(),
             master_key: self.master_key.clone(),
             postgres: self.postgres,
+            security_log: self.security_log.clone(),
         }
     }
 }
@@ -123,6 +158,8 @@ impl Default for Config {
             postgres: PostgresOptions::default(),
             key_reload_interval: 5,
             gallery_follow_interval_ms: 200,
+            connections: ConnectionLimits::default(),
+            security_log: None,
         }
     }
 }
@@ -140,6 +177,7 @@ pub struct PartialConfig {
     pub token_ttl: Option<i64>,
     pub issuer: Option<String>,
     pub audience: Option<String>,
+    pub result_algorithm: Option<ResultAlgorithm>,
     pub max_image_bytes: Option<usize>,
     pub max_image_pixels: Option<u64>,
     pub min_interocular: Option<f32>,
@@ -160,6 +198,11 @@ pub struct PartialConfig {
     pub db_statement_timeout_ms: Option<u64>,
     pub key_reload_interval: Option<u64>,
     pub gallery_follow_interval_ms: Option<u64>,
+    pub header_timeout_ms: Option<u64>,
+    pub body_timeout_ms: Option<u64>,
+    pub idle_timeout_ms: Option<u64>,
+    pub max_connections: Option<usize>,
+    pub security_log: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -196,6 +239,7 @@ impl PartialConfig {
             token_ttl: self.token_ttl.or(lower.token_ttl),
             issuer: self.issuer.or(lower.issuer),
             audience: self.audience.or(lower.audience),
+            result_algorithm: self.result_algorithm.or(lower.result_algorithm),
             max_image_bytes: self.max_image_bytes.or(lower.max_image_bytes),
             max_image_pixels: self.max_image_pixels.or(lower.max_image_pixels),
             min_interocular: self.min_interocular.or(lower.min_interocular),
@@ -216,12 +260,18 @@ impl PartialConfig {
             db_statement_timeout_ms: self.db_statement_timeout_ms.or(lower.db_statement_timeout_ms),
             key_reload_interval: self.key_reload_interval.or(lower.key_reload_interval),
             gallery_follow_interval_ms: self.gallery_follow_interval_ms.or(lower.gallery_follow_interval_ms),
+            header_timeout_ms: self.header_timeout_ms.or(lower.header_timeout_ms),
+            body_timeout_ms: self.body_timeout_ms.or(lower.body_timeout_ms),
+            idle_timeout_ms: self.idle_timeout_ms.or(lower.idle_timeout_ms),
+            max_connections: self.max_connections.or(lower.max_connections),
+            security_log: self.security_log.or(lower.security_log),
         }
     }
 
     /// Fills the gaps with the defaults and checks the result.
     pub fn resolve(self) -> Result<Config, ConfigError> {
         let d = Config::default();
+        let connections = connection_limits(&self, d.connections);
         let config = Config {
             listen: self.listen.unwrap_or(d.listen),
             data_dir: self.data_dir.unwrap_or(d.data_dir),
@@ -233,6 +283,9 @@ impl PartialConfig {
                 issuer: self.issuer.unwrap_or(d.tokens.issuer),
                 audience: self.audience.unwrap_or(d.tokens.audience),
                 ttl: self.token_ttl.unwrap_or(d.tokens.ttl),
+                result_algorithm: self
+                    .result_algorithm
+                    .map_or(d.tokens.result_algorithm, facegate_auth::Algorithm::from),
             },
             limits: DecodeLimits {
                 max_bytes: self.max_image_bytes.unwrap_or(d.limits.max_bytes),
@@ -264,7 +317,19 @@ impl PartialConfig {
             },
             key_reload_interval: self.key_reload_interval.unwrap_or(d.key_reload_interval),
             gallery_follow_interval_ms: self.gallery_follow_interval_ms.unwrap_or(d.gallery_follow_interval_ms),
+            connections,
+            security_log: self.security_log.or(d.security_log),
         };
+        let c = config.connections;
+        if c.max_connections == 0
+            || [c.header_timeout, c.body_timeout, c.idle_timeout]
+                .iter()
+                .any(|t| t.is_zero())
+        {
+            return Err(ConfigError::Invalid(
+                "header-timeout-ms, body-timeout-ms, idle-timeout-ms and max-connections must be positive".into(),
+            ));
+        }
         let p = config.postgres;
         if p.pool_size == 0 || p.acquire_timeout.is_zero() || p.statement_timeout.is_zero() {
             return Err(ConfigError::Invalid(
@@ -295,6 +360,17 @@ impl PartialConfig {
         // Two images as base64 (4/3 larger) plus the JSON around them.
         let body_limit = (config.limits.max_bytes * 4 / 3 + 1024) * 2 + 64 * 1024;
         Ok(Config { body_limit, ..config })
+    }
+}
+
+/// The connection settings given, the defaults for the others.
+fn connection_limits(p: &PartialConfig, d: ConnectionLimits) -> ConnectionLimits {
+    let ms = |v: Option<u64>, default| v.map_or(default, std::time::Duration::from_millis);
+    ConnectionLimits {
+        header_timeout: ms(p.header_timeout_ms, d.header_timeout),
+        body_timeout: ms(p.body_timeout_ms, d.body_timeout),
+        idle_timeout: ms(p.idle_timeout_ms, d.idle_timeout),
+        max_connections: p.max_connections.unwrap_or(d.max_connections),
     }
 }
 

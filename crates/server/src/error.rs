@@ -34,6 +34,7 @@ pub enum ErrorCode {
     Forbidden,
     NotFound,
     MethodNotAllowed,
+    RequestTimeout,
     TooManyAttempts,
     ReindexRequired,
     SessionExpiredOrNotFound,
@@ -46,7 +47,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for documentation and tests.
-    pub const ALL: [ErrorCode; 26] = {
+    pub const ALL: [ErrorCode; 27] = {
         use ErrorCode::*;
         [
             InvalidRequest,
@@ -67,6 +68,7 @@ impl ErrorCode {
             Forbidden,
             NotFound,
             MethodNotAllowed,
+            RequestTimeout,
             TooManyAttempts,
             ReindexRequired,
             SessionExpiredOrNotFound,
@@ -88,6 +90,7 @@ impl ErrorCode {
             NotFound | SessionExpiredOrNotFound => StatusCode::NOT_FOUND,
             SessionInvalidated => StatusCode::GONE,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ImageTooLarge | PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             UnsupportedMediaType | UnsupportedContentType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             TooManyAttempts => StatusCode::TOO_MANY_REQUESTS,
@@ -120,6 +123,7 @@ impl ErrorCode {
             Forbidden => "forbidden",
             NotFound => "not_found",
             MethodNotAllowed => "method_not_allowed",
+            RequestTimeout => "request_timeout",
             TooManyAttempts => "too_many_attempts",
             ReindexRequired => "reindex_required",
             // Face-session codes are uqudo's SDK error codes, verbatim.

@@ -48,7 +48,7 @@ fn invalidated() -> ApiError {
 /// The session, if `caller` may capture for it and it is still open.
 /// Another tenant's session looks exactly like a missing one.
 pub async fn open_session(state: &AppState, caller: &Caller, id: &str) -> Result<Session, ApiError> {
-    if !(caller.0.captures(id) || caller.0.has(Permission::FaceSession)) {
+    if !(caller.claims.captures(id) || caller.claims.has(Permission::FaceSession)) {
         return Err(ApiError::new(
             ErrorCode::Forbidden,
             "the token may not capture for this session",
@@ -305,7 +305,7 @@ pub async fn issue_result(
             face: claim.clone(),
         },
     };
-    let jws = tokens::sign(&state.keys(), &claims).map_err(ApiError::internal)?;
+    let jws = tokens::sign_result(&state.keys(), &state.config.tokens, &claims).map_err(ApiError::internal)?;
     let sealed = state
         .galleries
         .cipher

@@ -102,8 +102,9 @@ impl Application {
         let calibration = load_calibration(config.calibration.as_deref())?;
         let listener = TcpListener::bind(config.listen).await?;
         let checks = SecretChecks::start()?;
+        let security = crate::security::SecurityLog::open(config.security_log.as_deref())?;
         let storage = config.storage();
-        let state = AppState::new(config, store, ring, pool, galleries, calibration, checks);
+        let state = AppState::new(config, store, ring, pool, galleries, calibration, checks).with_security(security);
         spawn_housekeeping(state.clone(), storage, keys.master);
         spawn_janitor(state.clone());
         spawn_gallery_follower(state.clone());
@@ -124,9 +125,8 @@ impl Application {
 
     /// Serves until `shutdown` resolves, then finishes in-flight requests.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-        // The peer address feeds the token endpoint's per-address throttle.
-        let app = self.router.into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await
+        let limits = self.state.config.connections;
+        crate::connections::serve(self.listener, self.router, limits, shutdown).await
     }
 }
 
@@ -250,6 +250,7 @@ fn sdk_routes(state: AppState) -> Router<AppState> {
 /// Every route, with the middleware stack.
 pub fn router(state: AppState) -> Router {
     let body_limit = state.config.body_limit;
+    let body_timeout = state.config.connections.body_timeout;
     let api = Router::new()
         .merge(sdk_routes(state.clone()))
         .route("/api/v1/face", post(session::create))
@@ -274,6 +275,10 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(ops::metrics))
         .route_layer(axum::middleware::from_fn(ops::track))
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such resource") })
+        .layer(axum::middleware::from_fn_with_state(
+            body_timeout,
+            crate::connections::body_deadline,
+        ))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state);
     api.layer(CatchPanicLayer::new())

@@ -13,6 +13,7 @@ use crate::gallery::Galleries;
 use crate::inference::InferencePool;
 use crate::limiter::RequestBudget;
 use crate::secret_checks::SecretChecks;
+use crate::security::SecurityLog;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -31,6 +32,7 @@ pub struct AppState {
     pub calibration: Arc<Calibration>,
     /// This process's name in leases (random per start).
     pub node_id: String,
+    pub security: Arc<SecurityLog>,
 }
 
 impl AppState {
@@ -55,6 +57,15 @@ impl AppState {
             galleries: Arc::new(galleries),
             calibration,
             node_id: format!("node-{}", uuid::Uuid::new_v4()),
+            security: Arc::new(SecurityLog::default()),
+        }
+    }
+
+    /// Security events go to `security` (by default: the log only).
+    pub fn with_security(self, security: SecurityLog) -> Self {
+        Self {
+            security: Arc::new(security),
+            ..self
         }
     }
 

@@ -29,6 +29,7 @@ async fn client_credentials_issue_a_verifiable_token() {
     let token = body["access_token"].as_str().expect("token");
     let header = jsonwebtoken::decode_header(token).expect("JWT header");
     assert_eq!(header.alg, jsonwebtoken::Algorithm::ES256);
+    assert_eq!(header.typ.as_deref(), Some("at+jwt"), "RFC 9068's typ");
     assert!(header.kid.is_some());
     let payload: Value = serde_json::from_slice(
         &URL_SAFE_NO_PAD
@@ -327,7 +328,13 @@ async fn rotated_keys_keep_old_tokens_valid() {
     let c = app.client("acme", "face:match");
     let old = app.token(&c).await;
     let kid = |t: &str| jsonwebtoken::decode_header(t).expect("header").kid;
-    let rotated = app.admin(|a| a.rotate_keys()).expect("rotate");
+    let published = |jwks: &Value, kty: &str| {
+        let keys = jwks["keys"].as_array().expect("keys");
+        keys.iter().filter(|k| k["kty"] == kty).count()
+    };
+    let jwks: Value = app.get("/api/.well-known/jwks.json").await.json().await.expect("jwks");
+    assert_eq!((published(&jwks, "EC"), published(&jwks, "RSA")), (1, 1), "{jwks}");
+    let rotated = app.admin(|a| a.rotate_keys()).expect("rotate")[0].clone();
     // The server reloads its ring every key_reload_interval.
     let mut new = app.token(&c).await;
     for _ in 0..40 {
@@ -339,7 +346,70 @@ async fn rotated_keys_keep_old_tokens_valid() {
     }
     assert_eq!(kid(&new).as_deref(), Some(rotated.as_str()), "the new key signs");
     assert_ne!(kid(&old), kid(&new));
+    let jwks: Value = app.get("/api/.well-known/jwks.json").await.json().await.expect("jwks");
+    assert_eq!(
+        (published(&jwks, "EC"), published(&jwks, "RSA")),
+        (2, 2),
+        "old and new keys of both kinds are published: {jwks}"
+    );
+    for key in jwks["keys"].as_array().expect("keys") {
+        let expected = if key["kty"] == "RSA" { "RS256" } else { "ES256" };
+        assert_eq!(
+            (&key["alg"], &key["use"]),
+            (&Value::from(expected), &Value::from("sig"))
+        );
+    }
     for token in [&old, &new] {
         assert_error(app.post_json(MATCH, token, &any_body()).await, 400, "invalid_base64").await;
+    }
+}
+
+#[tokio::test]
+async fn the_security_log_names_who_did_what_from_where_and_no_secret() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("security.log");
+    let app = TestApp::spawn_with(|c| c.security_log = Some(log.clone())).await;
+    let c = app.client("acme", "face:search");
+    let token = app.token(&c).await;
+    let (attacker, bank) = ([127, 0, 0, 3], [127, 0, 0, 1]);
+    // Six wrong secrets: five checked and failed, the sixth throttled.
+    for guess in 0..6 {
+        token_from(&app, attacker, &c.id, &format!("wrong-secret-{guess}")).await;
+    }
+    // A secret typed into the client id field is never written down.
+    token_from(&app, bank, &c.secret, "x").await;
+    let denied = app.post_json(MATCH, &token, &any_body()).await;
+    assert_eq!(denied.status(), 403);
+    app.admin(|a| a.revoke_client(&c.id)).expect("revoke");
+    assert_eq!(app.post_json(MATCH, &token, &any_body()).await.status(), 401);
+
+    let text = std::fs::read_to_string(&log).expect("the log file");
+    let events: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    let of = |name: &str| events.iter().filter(|e| e["event"] == name).collect::<Vec<_>>();
+    let tenant = of("client_created")[0]["tenant"].clone();
+    assert!(tenant.as_str().is_some_and(|t| t.starts_with("t_")), "{tenant}");
+    let failed = of("token_failed");
+    assert_eq!(failed.len(), 6, "five wrong secrets and one unknown id: {text}");
+    for e in &failed[..5] {
+        assert_eq!(
+            (&e["client"], &e["tenant"], &e["source"]),
+            (&json!(c.id), &tenant, &json!("127.0.0.3"))
+        );
+        assert!(e["requestId"].as_str().is_some_and(|id| !id.is_empty()), "{e}");
+    }
+    assert_eq!(failed[5]["client"], "<not a client id>");
+    assert_eq!(of("token_throttled").len(), 1, "{text}");
+    let denial = of("permission_denied");
+    assert_eq!(
+        (&denial[0]["client"], &denial[0]["subject"]),
+        (&json!(c.id), &json!("face:match"))
+    );
+    assert_eq!(of("client_revoked")[0]["client"], json!(c.id));
+    assert_eq!(of("revoked_token_used")[0]["tenant"], tenant);
+    for secret in [c.secret.as_str(), token.as_str(), "wrong-secret-"] {
+        assert!(!text.contains(secret), "the log holds a secret or a token");
     }
 }

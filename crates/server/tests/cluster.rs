@@ -186,7 +186,7 @@ async fn revocations_and_key_rotations_reach_every_node() {
     }
     let kid = |t: &str| jsonwebtoken::decode_header(t).expect("header").kid.expect("kid");
     let old_kid = kid(&kept_token);
-    let new_kid = nodes[0].admin(|a| a.rotate_keys()).expect("rotate");
+    let new_kid = nodes[0].admin(|a| a.rotate_keys()).expect("rotate")[0].clone();
     let rotated = Instant::now();
     for node in &nodes {
         loop {

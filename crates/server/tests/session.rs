@@ -293,7 +293,9 @@ async fn a_real_head_turn_matches_and_the_result_is_signed() {
     let Some(root) = dataset_or_skip("headpose", "a_real_head_turn_matches_and_the_result_is_signed") else {
         return;
     };
-    let app = TestApp::spawn().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("security.log");
+    let app = TestApp::spawn_with(|c| c.security_log = Some(log.clone())).await;
     let c = app.client("acme", "face:session");
     let token = app.token(&c).await;
     let person = Person::load(&root, 1);
@@ -385,6 +387,28 @@ async fn a_real_head_turn_matches_and_the_result_is_signed() {
         .await
         .expect("request");
     assert_error(gone, 404, "not_found").await;
+    // Who read and purged the result and its image, and nothing of them.
+    let text = std::fs::read_to_string(&log).expect("security log");
+    for (event, subject) in [
+        ("result_read", session.as_str()),
+        ("image_read", image_id),
+        ("result_deleted", &session),
+    ] {
+        let line = text
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).expect("json"))
+            .find(|e| e["event"] == event)
+            .unwrap_or_else(|| panic!("no {event} in {text}"));
+        assert_eq!(
+            (&line["client"], &line["subject"]),
+            (&json!(c.id), &json!(subject)),
+            "{line}"
+        );
+        assert!(line["tenant"].is_string() && line["source"].is_string() && line["requestId"].is_string());
+    }
+    for secret in [jws, sdk.as_str(), token.as_str(), c.secret.as_str()] {
+        assert!(!text.contains(secret), "the security log holds a result or a token");
+    }
 }
 
 #[tokio::test]

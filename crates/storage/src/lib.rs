@@ -151,7 +151,7 @@ pub trait Store: SessionStore + SharedStore + Send + Sync {
     fn add_signing_key(&self, key: &SigningKey) -> Result<()>;
     /// Every key, newest first.
     fn signing_keys(&self) -> Result<Vec<SigningKey>>;
-    /// Retires every key but `keep` at `at`.
+    /// Retires, at `at`, every active key of `keep`'s algorithm but `keep`.
     fn retire_signing_keys_except(&self, keep: &str, at: Timestamp) -> Result<()>;
     /// Stores the sealed private key of a key recorded without one.
     fn seal_signing_key(&self, kid: &str, sealed_private: &[u8]) -> Result<()>;

@@ -77,7 +77,7 @@ struct FloodCounts {
 }
 
 /// Kills the server when dropped, whatever happens to the bench.
-struct Server(Child);
+pub(super) struct Server(pub(super) Child);
 
 impl Drop for Server {
     fn drop(&mut self) {
@@ -88,7 +88,7 @@ impl Drop for Server {
 
 /// The server's store: SQLite in `data`, or the PostgreSQL database at
 /// `database_url` (migrated) with a fresh master key.
-fn bench_storage(data: &Path, database_url: Option<&str>) -> Result<StorageConfig> {
+pub(super) fn bench_storage(data: &Path, database_url: Option<&str>) -> Result<StorageConfig> {
     let mut storage = StorageConfig::sqlite(data);
     if let Some(url) = database_url {
         storage.database_url = Some(DatabaseUrl(url.to_string()));
@@ -109,21 +109,7 @@ pub fn run(models: &ModelsDir, args: &HttpArgs, database_url: Option<&str>) -> R
     let (client, _, secret) = admin.create_client(&tenant.id, "face:match")?;
     drop(admin);
     let port = free_port()?;
-    let mut command = Command::new(std::env::current_exe()?);
-    command
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .arg("--data-dir")
-        .arg(data.path())
-        .arg("--models-dir")
-        .arg(models.root())
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null());
-    if let (Some(url), Some(key)) = (&storage.database_url, &storage.master_key) {
-        command
-            .env("FACEGATE_DATABASE_URL", &url.0)
-            .env("FACEGATE_MASTER_KEY", &key.0);
-    }
-    let server = Server(command.spawn().context("starting facegate serve")?);
+    let server = start_server(models, data.path(), &storage, port, &[])?;
     let base = format!("http://127.0.0.1:{port}");
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let report = runtime.block_on(async {
@@ -182,8 +168,35 @@ pub fn run(models: &ModelsDir, args: &HttpArgs, database_url: Option<&str>) -> R
     Ok(())
 }
 
+/// `facegate serve` on `port` with `storage`, quiet but for warnings, with
+/// `extra` flags.
+pub(super) fn start_server(
+    models: &ModelsDir,
+    data: &Path,
+    storage: &StorageConfig,
+    port: u16,
+    extra: &[&str],
+) -> Result<Server> {
+    let mut command = Command::new(std::env::current_exe()?);
+    command
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--data-dir")
+        .arg(data)
+        .arg("--models-dir")
+        .arg(models.root())
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null());
+    if let (Some(url), Some(key)) = (&storage.database_url, &storage.master_key) {
+        command
+            .env("FACEGATE_DATABASE_URL", &url.0)
+            .env("FACEGATE_MASTER_KEY", &key.0);
+    }
+    Ok(Server(command.spawn().context("starting facegate serve")?))
+}
+
 /// JSON bodies for the first 300 same-person and 300 different-person pairs.
-fn match_bodies(pairs: &Path, lfw: &facegate_eval::lfw::Lfw) -> Result<Vec<String>> {
+pub(super) fn match_bodies(pairs: &Path, lfw: &facegate_eval::lfw::Lfw) -> Result<Vec<String>> {
     let folds = lfw.read_pairs(pairs)?;
     let fold = folds.first().context("empty pair list")?;
     fold.iter()
@@ -195,11 +208,11 @@ fn match_bodies(pairs: &Path, lfw: &facegate_eval::lfw::Lfw) -> Result<Vec<Strin
         .collect()
 }
 
-fn free_port() -> Result<u16> {
+pub(super) fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-async fn wait_ready(http: &reqwest::Client, base: &str) -> Result<()> {
+pub(super) async fn wait_ready(http: &reqwest::Client, base: &str) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
         if let Ok(r) = http.get(format!("{base}/readyz")).send().await
@@ -212,7 +225,7 @@ async fn wait_ready(http: &reqwest::Client, base: &str) -> Result<()> {
     bail!("the server did not become ready within 60 s")
 }
 
-async fn token(http: &reqwest::Client, base: &str, id: &str, secret: &str) -> Result<String> {
+pub(super) async fn token(http: &reqwest::Client, base: &str, id: &str, secret: &str) -> Result<String> {
     let form = [
         ("grant_type", "client_credentials"),
         ("client_id", id),
@@ -340,7 +353,7 @@ async fn load(
     }
 }
 
-fn retry_after(response: &reqwest::Response) -> Option<Duration> {
+pub(super) fn retry_after(response: &reqwest::Response) -> Option<Duration> {
     let seconds = response.headers().get("retry-after")?.to_str().ok()?.parse().ok()?;
     Some(Duration::from_secs(seconds))
 }

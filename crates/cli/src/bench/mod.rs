@@ -4,6 +4,7 @@
 pub mod engine;
 pub mod gallery;
 pub mod http;
+pub mod soak;
 pub mod store;
 
 use anyhow::Result;
@@ -30,6 +31,8 @@ enum BenchWhat {
     /// The storage backends: durable inserts/s, template load, change-log propagation
     /// (SQLite, and PostgreSQL with --database-url).
     Store(store::StoreArgs),
+    /// A long mixed load at the edge of capacity: RSS, file descriptors and p99 over time (JSON and PNG).
+    Soak(soak::SoakArgs),
 }
 
 /// The median of `values` (NaN when empty).
@@ -55,6 +58,7 @@ pub fn run(models: &ModelsDir, cmd: BenchCommand, database_url: Option<&str>) ->
         Some(BenchWhat::Http(args)) => http::run(models, &args, database_url),
         Some(BenchWhat::Gallery(args)) => gallery::run(models, &args),
         Some(BenchWhat::Store(args)) => store::run(&args, database_url),
+        Some(BenchWhat::Soak(args)) => soak::run(models, &args),
     }
 }
 

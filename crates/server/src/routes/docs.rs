@@ -32,7 +32,7 @@ use crate::routes::{face_match, gallery, info, ops, session, token};
             upload JPEG frames (at most 640 px, about one per frameIntervalMs), each answered with its quality status and \
             the progress; then finish, and the server decides: liveness from the frames (movements in order and in time, \
             3D consistency of the landmark motion, one identity throughout, quality gates), then a match of the most \
-            frontal frame against the ID photo. A completed session's result is a compact JWS (ES256, kid) verifiable with \
+            frontal frame against the ID photo. A completed session's result is a compact JWS (RS256 by default, as uqudo's; kid; typ JWT) verifiable with \
             the JWKS at `/api/.well-known/jwks.json`. Capture endpoints accept the session's `sdkToken` or a token with \
             face:session, and answer CORS preflights for the tenant's listed origins."),
         (name = "operations", description = "Health and metrics"),

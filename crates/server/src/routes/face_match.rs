@@ -59,7 +59,7 @@ pub struct MatchResponse {
 
 /// Compare the faces in two photos.
 #[utoipa::path(
-    post, path = "/api/v1/face/match", tag = "face",
+    post, path = "/api/v1/face/match", operation_id = "faceMatch", tag = "face",
     request_body = MatchRequest,
     security(("bearer" = ["face:match"])),
     responses(
@@ -67,6 +67,7 @@ pub struct MatchResponse {
         (status = 400, description = "Invalid JSON, missing field, bad base64, level out of range, corrupt or too small image, no face, face too small", body = ErrorBody),
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
         (status = 403, description = "The token lacks face:match", body = ErrorBody),
+        (status = 408, description = "The body did not arrive within the body timeout", body = ErrorBody),
         (status = 413, description = "An image over 5 MB, or a body over its limit", body = ErrorBody),
         (status = 415, description = "An image that is not JPEG or PNG, or a body that is not JSON", body = ErrorBody),
         (status = 503, description = "The inference queue is full; retry after the Retry-After seconds", body = ErrorBody),

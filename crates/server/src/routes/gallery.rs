@@ -50,6 +50,7 @@ pub struct SearchRequest {
     pub insert: bool,
     /// facegate addition: return up to this many best candidates (0..100).
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 100)]
     pub max_candidates: usize,
 }
 
@@ -117,14 +118,15 @@ pub struct DeleteParams {
 
 /// Search the tenant's gallery; optionally enrol the face when it is new.
 #[utoipa::path(
-    post, path = "/api/v1/face/one-to-n/search", tag = "face",
+    post, path = "/api/v1/face/one-to-n/search", operation_id = "faceSearch", tag = "face",
     request_body = SearchRequest,
-    security(("bearer" = ["face:search", "face:search:insert"])),
+    security(("bearer" = ["face:search"])),
     responses(
         (status = 200, body = SearchResponse),
         (status = 400, description = "Invalid input or no face", body = ErrorBody),
         (status = 401, body = ErrorBody),
-        (status = 403, description = "face:search missing, or face:search:insert with insert: true", body = ErrorBody),
+        (status = 403, description = "face:search missing, or face:search:insert missing with insert: true", body = ErrorBody),
+        (status = 408, description = "The body did not arrive within the body timeout", body = ErrorBody),
         (status = 409, description = "The gallery awaits `facegate reindex` onto this model version", body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 503, body = ErrorBody),
     )
@@ -319,12 +321,13 @@ impl Drop for InsertLease {
 
 /// Enrol a face unconditionally.
 #[utoipa::path(
-    post, path = "/api/v1/face/one-to-n/insert", tag = "face",
+    post, path = "/api/v1/face/one-to-n/insert", operation_id = "faceSearchInsert", tag = "face",
     request_body = InsertRequest,
     security(("bearer" = ["face:search:insert"])),
     responses(
         (status = 200, body = InsertResponse),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 408, body = ErrorBody), (status = 409, description = "The gallery awaits `facegate reindex`", body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 503, body = ErrorBody),
     )
 )]
@@ -348,7 +351,7 @@ pub async fn insert(
 /// same id, as uqudo documents. `?purge=true` (a facegate addition) also
 /// removes the template, for right-to-erasure requests.
 #[utoipa::path(
-    delete, path = "/api/v1/face/one-to-n/search/{id}", tag = "face",
+    delete, path = "/api/v1/face/one-to-n/search/{id}", operation_id = "faceSearchDelete", tag = "face",
     params(("id" = String, Path, description = "oneToNVerificationId"), DeleteParams),
     security(("bearer" = ["face:search:delete"])),
     responses(
@@ -378,6 +381,7 @@ pub async fn delete(
     if !found {
         return Err(not_found());
     }
+    caller.record(if purge { "face_purged" } else { "face_image_deleted" }, &id);
     if purge {
         catch_up(&state).await?;
     }

@@ -16,8 +16,8 @@ use crate::state::AppState;
 
 /// The public keys that verify access tokens and session results.
 #[utoipa::path(
-    get, path = "/api/.well-known/jwks.json", tag = "session",
-    responses((status = 200, description = "A JWK set (ES256 keys with kid)", content_type = "application/json"))
+    get, path = "/api/.well-known/jwks.json", operation_id = "jwks", tag = "session",
+    responses((status = 200, description = "A JWK set with kid, alg and use: ES256 keys verify access and SDK tokens, RS256 keys verify results (as uqudo's)", content_type = "application/json"))
 )]
 pub async fn jwks(State(state): State<AppState>) -> Response {
     let ttl = state.config.tokens.ttl.max(RESULT_TTL);
@@ -31,7 +31,7 @@ pub async fn jwks(State(state): State<AppState>) -> Response {
 
 /// The session's signed result.
 #[utoipa::path(
-    get, path = "/api/v1/info/{sessionId}", tag = "session",
+    get, path = "/api/v1/info/{sessionId}", operation_id = "faceSessionInfo", tag = "session",
     params(("sessionId" = String, Path)),
     security(("bearer" = ["face:session"])),
     responses(
@@ -49,22 +49,27 @@ pub async fn result(
     caller.require(Permission::FaceSession)?;
     let session = tenant_session(&state, caller.tenant(), &session_id).await?;
     match (session.state, session.result) {
-        (SessionState::Completed, Some(jws)) => Ok((
-            [(header::CONTENT_TYPE, HeaderValue::from_static("application/jwt"))],
-            jws,
-        )
-            .into_response()),
+        (SessionState::Completed, Some(jws)) => Ok({
+            caller.record("result_read", &session_id);
+            (
+                [(header::CONTENT_TYPE, HeaderValue::from_static("application/jwt"))],
+                jws,
+            )
+                .into_response()
+        }),
         _ => Err(ApiError::new(ErrorCode::NotFound, "the session has no result")),
     }
 }
 
 /// The audit-trail image (the matched frame) of a result.
 #[utoipa::path(
-    get, path = "/api/v1/info/img/{id}", tag = "session",
+    get, path = "/api/v1/info/img/{id}", operation_id = "faceSessionInfoImage", tag = "session",
     params(("id" = String, Path, description = "auditTrailImageId from the result")),
     security(("bearer" = ["face:session"])),
     responses(
         (status = 200, description = "The JPEG", content_type = "image/jpeg"),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "The token lacks face:session", body = ErrorBody),
         (status = 404, description = "Unknown, another tenant's, or no longer kept", body = ErrorBody),
     )
 )]
@@ -83,16 +88,19 @@ pub async fn image(
         .cipher
         .open(&seal_context(&session_id, &format!("audit:{image_id}")), &sealed)
         .map_err(ApiError::internal)?;
+    caller.record("image_read", &image_id);
     Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("image/jpeg"))], jpeg).into_response())
 }
 
 /// Purge a session: its result, audit image, and anything left of it.
 #[utoipa::path(
-    delete, path = "/api/v1/info/{sessionId}", tag = "session",
+    delete, path = "/api/v1/info/{sessionId}", operation_id = "faceSessionDelete", tag = "session",
     params(("sessionId" = String, Path)),
     security(("bearer" = ["face:session"])),
     responses(
         (status = 204, description = "Purged"),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "The token lacks face:session", body = ErrorBody),
         (status = 404, description = "Unknown or another tenant's", body = ErrorBody),
     )
 )]
@@ -102,8 +110,9 @@ pub async fn delete(
     Path(session_id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     caller.require(Permission::FaceSession)?;
-    let tenant = caller.tenant().to_string();
-    if state.store(move |s| s.delete_session(&tenant, &session_id)).await? {
+    let (tenant, id) = (caller.tenant().to_string(), session_id.clone());
+    if state.store(move |s| s.delete_session(&tenant, &id)).await? {
+        caller.record("result_deleted", &session_id);
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(gone())

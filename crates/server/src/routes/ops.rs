@@ -29,13 +29,13 @@ pub struct Readiness {
 }
 
 /// The process is up.
-#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = Health)))]
+#[utoipa::path(get, path = "/healthz", operation_id = "health", tag = "operations", responses((status = 200, body = Health)))]
 pub async fn healthz() -> axum::Json<Health> {
     axum::Json(Health { status: "ok" })
 }
 
 /// The models are loaded and the store answers.
-#[utoipa::path(get, path = "/readyz", tag = "operations", responses(
+#[utoipa::path(get, path = "/readyz", operation_id = "readiness", tag = "operations", responses(
     (status = 200, body = Readiness),
     (status = 503, description = "Not ready", body = Readiness)
 ))]
@@ -56,7 +56,7 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 /// Prometheus metrics.
-#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, content_type = "text/plain")))]
+#[utoipa::path(get, path = "/metrics", operation_id = "metrics", tag = "operations", responses((status = 200, content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     metrics::gauge!("facegate_inference_queue_depth").set(state.pool.depth() as f64);
     let c = &state.calibration;

@@ -86,7 +86,7 @@ pub async fn multipart_request(mut form: Multipart) -> Result<(Vec<u8>, Option<i
 
 /// Create a face session from an ID photo.
 #[utoipa::path(
-    post, path = "/api/v1/face", tag = "session",
+    post, path = "/api/v1/face", operation_id = "faceSession", tag = "session",
     request_body(content(
         (CreateSessionRequest = "application/json"),
         (CreateSessionRequest = "multipart/form-data"),
@@ -97,6 +97,7 @@ pub async fn multipart_request(mut form: Multipart) -> Result<(Vec<u8>, Option<i
         (status = 400, description = "Missing idPhoto, bad base64, corrupt image, no face, face too small, bad maxAttempts or level", body = ErrorBody),
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
         (status = 403, description = "The token lacks face:session", body = ErrorBody),
+        (status = 408, description = "The body did not arrive within the body timeout", body = ErrorBody),
         (status = 413, description = "An image over 5 MB", body = ErrorBody),
         (status = 415, description = "Not JPEG or PNG, or a body neither JSON nor multipart", body = ErrorBody),
         (status = 503, description = "The inference queue is full", body = ErrorBody),
@@ -139,7 +140,7 @@ pub async fn create(
     let created = new_session(
         &state,
         caller.tenant(),
-        &caller.0.sub,
+        &caller.claims.sub,
         analysed,
         max_attempts,
         minimum_match_level,
@@ -233,7 +234,7 @@ pub struct StartAttemptResponse {
 
 /// Start a capture attempt (facegate's capture protocol).
 #[utoipa::path(
-    post, path = "/api/v1/face/sessions/{sessionId}/attempts", tag = "session",
+    post, path = "/api/v1/face/sessions/{sessionId}/attempts", operation_id = "faceSessionStartAttempt", tag = "session",
     params(("sessionId" = String, Path, description = "From POST /api/v1/face")),
     request_body(content = StartAttemptRequest, description = "Optional; an empty body is allowed"),
     security(("bearer" = ["face:session", "face:session:capture"])),
@@ -344,7 +345,7 @@ fn captured_ms(query: Option<&str>) -> Result<Option<u64>, &'static str> {
 /// order, bursts faster than a camera, gaps in the light sequence, frames
 /// held back) fail the attempt at once with a 400 saying which rule.
 #[utoipa::path(
-    post, path = "/api/v1/face/sessions/{sessionId}/attempts/{attempt}/frames", tag = "session",
+    post, path = "/api/v1/face/sessions/{sessionId}/attempts/{attempt}/frames", operation_id = "faceSessionUploadFrame", tag = "session",
     params(
         ("sessionId" = String, Path), ("attempt" = u8, Path),
         ("capturedMs" = u64, Query, description = "When the SDK captured the frame: ms since it received the attempt"),
@@ -354,7 +355,10 @@ fn captured_ms(query: Option<&str>) -> Result<Option<u64>, &'static str> {
     responses(
         (status = 200, description = "The frame's analysis and the attempt's progress", body = FrameResponse),
         (status = 400, description = "Not an image, corrupt, larger than 1280 px, or the capture protocol broken (the attempt then fails)", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "A token for another session, or without face:session", body = ErrorBody),
         (status = 404, description = "SESSION_EXPIRED_OR_NOT_FOUND", body = ErrorBody),
+        (status = 408, description = "The body did not arrive within the body timeout", body = ErrorBody),
         (status = 409, description = "attempt_not_active: another attempt is current, or this one timed out or has too many frames", body = ErrorBody),
         (status = 410, description = "SESSION_INVALIDATED_FACE_RECOGNITION_TOO_MANY_ATTEMPTS", body = ErrorBody),
         (status = 413, description = "A frame over 5 MB", body = ErrorBody),
@@ -526,11 +530,14 @@ pub struct FinishResponse {
 
 /// Finish an attempt: the server decides.
 #[utoipa::path(
-    post, path = "/api/v1/face/sessions/{sessionId}/attempts/{attempt}/finish", tag = "session",
+    post, path = "/api/v1/face/sessions/{sessionId}/attempts/{attempt}/finish", operation_id = "faceSessionFinishAttempt", tag = "session",
     params(("sessionId" = String, Path), ("attempt" = u8, Path)),
     security(("bearer" = ["face:session", "face:session:capture"])),
     responses(
         (status = 200, description = "The decision", body = FinishResponse),
+        (status = 400, description = "The attempt number is not a whole number from 0 to 255", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "A token for another session, or without face:session", body = ErrorBody),
         (status = 404, description = "SESSION_EXPIRED_OR_NOT_FOUND", body = ErrorBody),
         (status = 409, description = "attempt_not_active", body = ErrorBody),
         (status = 410, description = "SESSION_INVALIDATED_FACE_RECOGNITION_TOO_MANY_ATTEMPTS", body = ErrorBody),

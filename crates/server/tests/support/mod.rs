@@ -337,10 +337,12 @@ pub async fn verify_result(app: &TestApp, jws: &str, audience: &str) -> Value {
     use jsonwebtoken::{Algorithm, DecodingKey, Validation, jwk::JwkSet};
     let jwks: JwkSet = app.get("/api/.well-known/jwks.json").await.json().await.expect("jwks");
     let header = jsonwebtoken::decode_header(jws).expect("header");
-    assert_eq!(header.alg, Algorithm::ES256);
+    // As a uqudo integration does: RS256 pinned.
+    assert_eq!(header.alg, Algorithm::RS256);
+    assert_eq!(header.typ.as_deref(), Some("JWT"));
     let kid = header.kid.expect("kid");
     let jwk = jwks.find(&kid).expect("the signing key is published");
-    let mut validation = Validation::new(Algorithm::ES256);
+    let mut validation = Validation::new(Algorithm::RS256);
     validation.set_audience(&[audience]);
     validation.set_issuer(&["facegate"]);
     let key = DecodingKey::from_jwk(jwk).expect("key");

@@ -362,7 +362,8 @@ impl Store for PostgresStore {
 
     fn retire_signing_keys_except(&self, keep: &str, at: Timestamp) -> Result<()> {
         self.conn()?.execute(
-            "UPDATE signing_keys SET retired_at = $2 WHERE kid != $1 AND retired_at IS NULL",
+            "UPDATE signing_keys SET retired_at = $2 WHERE kid != $1 AND retired_at IS NULL \
+             AND algorithm = (SELECT algorithm FROM signing_keys WHERE kid = $1)",
             &[&keep, &at],
         )?;
         Ok(())
