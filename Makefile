@@ -25,6 +25,9 @@ test: setup web-setup services api-tools ## the whole test suite (real models, r
 	# contract and the cluster tests run on it in the pass above already).
 	FACEGATE_TEST_DATABASE=postgres cargo test -p facegate-server --test auth --test gallery --test session --test face_match --test operations
 
+fuzz: setup ## every cargo-fuzz target for FUZZ_SECONDS (60) each; needs `cargo install cargo-fuzz`
+	bash scripts/fuzz.sh
+
 lint:
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings

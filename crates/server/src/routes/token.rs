@@ -1,9 +1,8 @@
 //! `POST /api/oauth/token`: OAuth2 client credentials.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
-use axum::Extension;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -69,7 +68,6 @@ fn invalid_client() -> ApiError {
 )]
 pub async fn issue_token(
     State(state): State<AppState>,
-    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     context: RequestContext,
     ApiForm(form): ApiForm<TokenRequest>,
@@ -87,7 +85,7 @@ pub async fn issue_token(
     let (client_id, secret) = credentials(&headers, form.client_id, form.client_secret)?;
     // The connection's peer; a router served without connection info (an
     // in-process test) counts every caller as one address.
-    let address = peer.map_or(IpAddr::from([0, 0, 0, 0]), |Extension(ConnectInfo(a))| a.ip());
+    let address = context.source.unwrap_or(IpAddr::from([0, 0, 0, 0]));
     let granted = grant(&state, address, &client_id, secret).await;
     if let Err(e) = &granted {
         record_refusal(&state, &context, &client_id, e.code).await;
