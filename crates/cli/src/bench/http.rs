@@ -88,7 +88,7 @@ impl Drop for Server {
 
 /// The server's store: SQLite in `data`, or the PostgreSQL database at
 /// `database_url` (migrated) with a fresh master key.
-pub(super) fn bench_storage(data: &Path, database_url: Option<&str>) -> Result<StorageConfig> {
+fn bench_storage(data: &Path, database_url: Option<&str>) -> Result<StorageConfig> {
     let mut storage = StorageConfig::sqlite(data);
     if let Some(url) = database_url {
         storage.database_url = Some(DatabaseUrl(url.to_string()));
@@ -102,20 +102,18 @@ pub(super) fn bench_storage(data: &Path, database_url: Option<&str>) -> Result<S
 pub fn run(models: &ModelsDir, args: &HttpArgs, database_url: Option<&str>) -> Result<()> {
     let lfw = lfw_dir(args.lfw.as_deref())?;
     let bodies = match_bodies(&lfw.root().join("pairs.txt"), &lfw)?;
-    let data = tempfile::tempdir()?;
-    let storage = bench_storage(data.path(), database_url)?;
-    let admin = Admin::open(&storage)?;
-    let tenant = admin.create_tenant(&format!("bench-{}", uuid::Uuid::new_v4()))?;
-    let (client, _, secret) = admin.create_client(&tenant.id, "face:match")?;
-    drop(admin);
-    let port = free_port()?;
-    let server = start_server(models, data.path(), &storage, port, &[])?;
-    let base = format!("http://127.0.0.1:{port}");
+    let BenchServer {
+        server,
+        base,
+        client_id,
+        secret,
+        data: _data,
+    } = bench_server(models, database_url, "face:match")?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let report = runtime.block_on(async {
         let http = reqwest::Client::new();
         wait_ready(&http, &base).await?;
-        let token = token(&http, &base, &client.id, &secret).await?;
+        let token = token(&http, &base, &client_id, &secret).await?;
         let run_levels = |label: &'static str| {
             let (http, base, token, bodies) = (&http, &base, &token, &bodies);
             let pid = server.0.id();
@@ -134,7 +132,7 @@ pub fn run(models: &ModelsDir, args: &HttpArgs, database_url: Option<&str>) -> R
         let (mut flooded, mut flood) = (Vec::new(), None);
         if args.token_flood > 0 {
             let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-            let floods = token_flood(&base, &client.id, &secret, args.token_flood, &stop)?;
+            let floods = token_flood(&base, &client_id, &secret, args.token_flood, &stop)?;
             flooded = run_levels("token flood, ").await;
             stop.store(true, std::sync::atomic::Ordering::Relaxed);
             let mut counts = FloodCounts {
@@ -168,15 +166,38 @@ pub fn run(models: &ModelsDir, args: &HttpArgs, database_url: Option<&str>) -> R
     Ok(())
 }
 
-/// `facegate serve` on `port` with `storage`, quiet but for warnings, with
-/// `extra` flags.
-pub(super) fn start_server(
-    models: &ModelsDir,
-    data: &Path,
-    storage: &StorageConfig,
-    port: u16,
-    extra: &[&str],
-) -> Result<Server> {
+/// A bench's own server: `facegate serve` on a free port over a fresh
+/// store (SQLite, or the PostgreSQL database at `database_url`), with one
+/// tenant and a client holding `permissions`. Fields drop in order: the
+/// server stops before its data directory goes.
+pub(super) struct BenchServer {
+    pub(super) server: Server,
+    pub(super) base: String,
+    pub(super) client_id: String,
+    pub(super) secret: String,
+    pub(super) data: tempfile::TempDir,
+}
+
+pub(super) fn bench_server(models: &ModelsDir, database_url: Option<&str>, permissions: &str) -> Result<BenchServer> {
+    let data = tempfile::tempdir()?;
+    let storage = bench_storage(data.path(), database_url)?;
+    let admin = Admin::open(&storage)?;
+    let tenant = admin.create_tenant(&format!("bench-{}", uuid::Uuid::new_v4()))?;
+    let (client, _, secret) = admin.create_client(&tenant.id, permissions)?;
+    drop(admin);
+    let port = free_port()?;
+    let server = start_server(models, data.path(), &storage, port)?;
+    Ok(BenchServer {
+        server,
+        base: format!("http://127.0.0.1:{port}"),
+        client_id: client.id,
+        secret,
+        data,
+    })
+}
+
+/// `facegate serve` on `port` with `storage`, quiet but for warnings.
+fn start_server(models: &ModelsDir, data: &Path, storage: &StorageConfig, port: u16) -> Result<Server> {
     let mut command = Command::new(std::env::current_exe()?);
     command
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
@@ -184,7 +205,6 @@ pub(super) fn start_server(
         .arg(data)
         .arg("--models-dir")
         .arg(models.root())
-        .args(extra)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null());
     if let (Some(url), Some(key)) = (&storage.database_url, &storage.master_key) {
@@ -208,7 +228,7 @@ pub(super) fn match_bodies(pairs: &Path, lfw: &facegate_eval::lfw::Lfw) -> Resul
         .collect()
 }
 
-pub(super) fn free_port() -> Result<u16> {
+fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 

@@ -19,11 +19,10 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use clap::Args;
 use facegate_eval::plot::{Series, write_timeline_png};
-use facegate_server::admin::Admin;
 use facegate_vision::ModelsDir;
 use serde::Serialize;
 
-use super::http::{Server, bench_storage, free_port, match_bodies, retry_after, start_server, token, wait_ready};
+use super::http::{BenchServer, Server, bench_server, match_bodies, retry_after, token, wait_ready};
 use super::{median, percentile_sorted};
 use crate::eval::lfw_dir;
 
@@ -129,25 +128,23 @@ pub fn run(models: &ModelsDir, args: &SoakArgs) -> Result<()> {
     let lfw = lfw_dir(args.lfw.as_deref())?;
     let matches = match_bodies(&lfw.root().join("pairs.txt"), &lfw)?;
     let photos = photos(&lfw)?;
-    let data = tempfile::tempdir()?;
-    let storage = bench_storage(data.path(), None)?;
-    let admin = Admin::open(&storage)?;
-    let tenant = admin.create_tenant("soak")?;
-    let (client, _, secret) = admin.create_client(&tenant.id, "all")?;
-    drop(admin);
-    let port = free_port()?;
-    let server = start_server(models, data.path(), &storage, port, &[])?;
-    let base = format!("http://127.0.0.1:{port}");
+    let BenchServer {
+        server,
+        base,
+        client_id,
+        secret,
+        data: _data,
+    } = bench_server(models, None, "all")?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let report = runtime.block_on(async {
         let http = reqwest::Client::new();
         wait_ready(&http, &base).await?;
-        let token = token(&http, &base, &client.id, &secret).await?;
+        let token = token(&http, &base, &client_id, &secret).await?;
         let load = Arc::new(Load {
             http,
             base,
             token,
-            client: (client.id.clone(), secret.clone()),
+            client: (client_id, secret),
             matches: Arc::new(matches),
             photos: Arc::new(photos),
         });
