@@ -1,31 +1,45 @@
 //! facegate-gallery: the in-memory face index of one tenant and model version.
 //!
-//! Each face is held as 128 int8 codes plus one f32 scale (the vector's
-//! largest magnitude / 127): 132 bytes, against 512 for f32, so a million
-//! faces scan in one pass over 132 MB. A search scores every face with an
-//! integer dot product (vectorised; AVX2 where the CPU has it) and returns
-//! the best `k` candidates with their approximate cosines. The caller
-//! re-ranks those few with the exact f32 templates from storage, so the
-//! similarity it reports and decides on is exact; quantisation can only
-//! matter if the true best face falls outside the top `k`, which the recall
-//! measurement in `facegate bench gallery` checks.
+//! Each face is held three ways: a 128-bit sign sketch (16 bytes,
+//! [`sketch`]), 128 int8 codes plus one f32 scale (the vector's largest
+//! magnitude / 127: 132 bytes, against 512 for f32), and its key. A search
+//! of a large partition runs in three stages, each on fewer faces and with
+//! a finer score:
 //!
-//! Partitions are rebuilt from storage at start, so the index holds nothing
-//! that is not durable. From [`ANN_MIN_FACES`] faces on, the server also
-//! builds an HNSW graph ([`ann`]) at start, and searches go through it
-//! instead of the scan; inserts and removals keep it current. The graph is
-//! only an accelerator: if it ever fails, the partition drops it and scans.
+//! 1. the Hamming distance of every sketch to the query's keeps a shortlist
+//!    of [`prefilter_len`] faces (0.4% of the partition, and at least 4,000);
+//! 2. the int8 dot product re-ranks that shortlist to the best `k`;
+//! 3. the caller re-ranks those `k` with the exact f32 templates from
+//!    storage, so the similarity it reports and decides on is exact.
+//!
+//! A partition of up to [`EXACT_MAX`] faces skips stage 1 and scans every
+//! int8 code. Stages 1 and 2 only choose which faces reach stage 3; the
+//! recall measurement of `facegate bench gallery` checks that they keep the
+//! exact best face.
+//!
+//! Nothing here is trained or persisted: sketches and codes are functions
+//! of each vector alone, so a partition is rebuilt from storage at start as
+//! fast as the templates can be read, and inserts and removals cost the
+//! same at any size.
 
-pub mod ann;
 mod quantize;
+pub mod sketch;
 
 use std::collections::HashMap;
 
-pub use ann::{Ann, AnnError};
 pub use quantize::{Code, DIM, dot_codes, quantize, scan};
+pub use sketch::{Sketch, hamming};
 
-/// Partitions at least this large search through the HNSW graph.
-pub const ANN_MIN_FACES: usize = 1_000_000;
+/// Partitions up to this size are searched by the int8 scan alone (under
+/// half a millisecond), unless [`Partition::with_exact_max`] says otherwise.
+pub const EXACT_MAX: usize = 20_000;
+
+/// The pre-filter's shortlist for a partition of `faces`: 0.4% of it, and
+/// at least 4,000. `facegate bench gallery --prefilter …` measured recall@1
+/// against this (README, "1:N search").
+pub fn prefilter_len(faces: usize) -> usize {
+    (faces / 250).max(4000)
+}
 
 /// A face's id as the index holds it (a UUID's 128 bits).
 pub type FaceKey = u128;
@@ -38,39 +52,19 @@ pub struct Candidate {
 }
 
 /// The faces of one tenant under one model version.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Partition {
     keys: Vec<FaceKey>,
+    sketches: Vec<Sketch>,
     codes: Vec<i8>,
     scales: Vec<f32>,
     position: HashMap<FaceKey, usize>,
-    ann: Option<Ann>,
-    /// Changes made while a graph is being built elsewhere, replayed onto
-    /// it before it is installed.
-    ann_log: Option<Vec<AnnChange>>,
+    exact_max: usize,
 }
 
-#[derive(Debug)]
-enum AnnChange {
-    Insert(FaceKey, Vec<f32>),
-    Remove(FaceKey),
-}
-
-/// A copy of a partition's faces to build a graph from, off the lock.
-pub struct AnnSnapshot(Vec<(FaceKey, Vec<f32>)>);
-
-impl AnnSnapshot {
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// Builds the graph on `threads` threads (slow: minutes per million).
-    pub fn build(self, threads: usize) -> Result<Ann, AnnError> {
-        Ann::build(self.0.into_iter(), threads)
+impl Default for Partition {
+    fn default() -> Self {
+        Self::with_capacity(0)
     }
 }
 
@@ -82,80 +76,19 @@ impl Partition {
     pub fn with_capacity(n: usize) -> Self {
         Self {
             keys: Vec::with_capacity(n),
+            sketches: Vec::with_capacity(n),
             codes: Vec::with_capacity(n * DIM),
             scales: Vec::with_capacity(n),
             position: HashMap::with_capacity(n),
-            ann: None,
-            ann_log: None,
+            exact_max: EXACT_MAX,
         }
     }
 
-    /// Builds the HNSW graph over every face, on `threads` threads, holding
-    /// the partition meanwhile (benchmarks and tests; the server builds
-    /// off the lock with [`Partition::begin_ann_build`]).
-    pub fn enable_ann(&mut self, threads: usize) -> Result<(), AnnError> {
-        let ann = self.begin_ann_build().build(threads)?;
-        self.finish_ann_build(ann);
-        Ok(())
-    }
-
-    /// Copies the faces (as their int8 codes decoded) for a graph build and
-    /// starts logging changes until [`Partition::finish_ann_build`].
-    pub fn begin_ann_build(&mut self) -> AnnSnapshot {
-        self.ann_log = Some(Vec::new());
-        AnnSnapshot(
-            (0..self.keys.len())
-                .map(|i| {
-                    let scale = self.scales[i];
-                    let code = &self.codes[i * DIM..(i + 1) * DIM];
-                    (self.keys[i], code.iter().map(|&c| f32::from(c) * scale).collect())
-                })
-                .collect(),
-        )
-    }
-
-    /// Replays the changes made since the snapshot onto `ann` and switches
-    /// searches to it.
-    pub fn finish_ann_build(&mut self, mut ann: Ann) {
-        let log = self.ann_log.take().unwrap_or_default();
-        let replayed = log.into_iter().try_for_each(|change| match change {
-            AnnChange::Insert(key, vector) => ann.insert(key, &vector),
-            AnnChange::Remove(key) => ann.remove(key).map(|_| ()),
-        });
-        // A failed replay would leave the graph missing faces: keep scanning.
-        self.ann = replayed.is_ok().then_some(ann);
-    }
-
-    /// Stops logging changes for a build that failed.
-    pub fn abandon_ann_build(&mut self) {
-        self.ann_log = None;
-    }
-
-    /// Whether searches go through the HNSW graph.
-    pub fn has_ann(&self) -> bool {
-        self.ann.is_some()
-    }
-
-    /// Sets the graph's search breadth (for benchmarks).
-    pub fn set_ann_expansion(&self, ef: usize) {
-        if let Some(ann) = &self.ann {
-            ann.set_expansion_search(ef);
-        }
-    }
-
-    /// The graph's own memory, when it exists.
-    pub fn ann_memory_bytes(&self) -> Option<usize> {
-        self.ann.as_ref().map(Ann::memory_bytes)
-    }
-
-    /// Applies `change` to the graph; a failure drops the graph, so that
-    /// searches fall back to the exact scan rather than miss faces.
-    fn update_ann(&mut self, change: impl FnOnce(&mut Ann) -> Result<(), AnnError>) {
-        if let Some(ann) = self.ann.as_mut()
-            && change(ann).is_err()
-        {
-            self.ann = None;
-        }
+    /// Searches of more than `faces` go through the pre-filter
+    /// ([`EXACT_MAX`] unless set).
+    pub fn with_exact_max(mut self, faces: usize) -> Self {
+        self.exact_max = faces;
+        self
     }
 
     pub fn len(&self) -> usize {
@@ -168,18 +101,17 @@ impl Partition {
 
     /// Adds (or replaces) a face. `vector` must have `DIM` values.
     pub fn insert(&mut self, key: FaceKey, vector: &[f32]) {
-        self.update_ann(|ann| ann.insert(key, vector));
-        if let Some(log) = self.ann_log.as_mut() {
-            log.push(AnnChange::Insert(key, vector.to_vec()));
-        }
         let code = quantize(vector);
+        let bits = sketch::sketch(vector);
         if let Some(&at) = self.position.get(&key) {
             self.codes[at * DIM..(at + 1) * DIM].copy_from_slice(&code.values);
             self.scales[at] = code.scale;
+            self.sketches[at] = bits;
             return;
         }
         self.position.insert(key, self.keys.len());
         self.keys.push(key);
+        self.sketches.push(bits);
         self.codes.extend_from_slice(&code.values);
         self.scales.push(code.scale);
     }
@@ -189,13 +121,10 @@ impl Partition {
         let Some(at) = self.position.remove(&key) else {
             return false;
         };
-        self.update_ann(|ann| ann.remove(key).map(|_| ()));
-        if let Some(log) = self.ann_log.as_mut() {
-            log.push(AnnChange::Remove(key));
-        }
         let last = self.keys.len() - 1;
         self.keys.swap_remove(at);
         self.scales.swap_remove(at);
+        self.sketches.swap_remove(at);
         if at != last {
             self.codes.copy_within(last * DIM..(last + 1) * DIM, at * DIM);
             self.position.insert(self.keys[at], at);
@@ -210,10 +139,23 @@ impl Partition {
 
     /// The `k` best faces by approximate cosine, best first.
     pub fn search(&self, query: &[f32], k: usize) -> Vec<Candidate> {
-        if let Some(Ok(found)) = self.ann.as_ref().map(|ann| ann.search(query, k)) {
-            return found;
+        if self.len() <= self.exact_max {
+            return self.scan_search(query, k);
         }
-        self.scan_search(query, k)
+        self.prefiltered_search(query, k, prefilter_len(self.len()))
+    }
+
+    /// The `k` best of the `prefilter` faces nearest by sketch, by int8
+    /// score, best first.
+    pub fn prefiltered_search(&self, query: &[f32], k: usize, prefilter: usize) -> Vec<Candidate> {
+        let q = quantize(query);
+        let mut top = TopK::new(k);
+        for i in sketch::nearest(&sketch::sketch(query), &self.sketches, prefilter) {
+            let i = i as usize;
+            let code = &self.codes[i * DIM..(i + 1) * DIM];
+            top.offer(dot_codes(&q.values, code) as f32 * q.scale * self.scales[i], i);
+        }
+        self.candidates(top)
     }
 
     /// The `k` best faces by the int8 scan of every face, best first.
@@ -221,6 +163,10 @@ impl Partition {
         let q = quantize(query);
         let mut top = TopK::new(k);
         scan(&q, &self.codes, &self.scales, |i, score| top.offer(score, i));
+        self.candidates(top)
+    }
+
+    fn candidates(&self, top: TopK) -> Vec<Candidate> {
         top.into_sorted()
             .into_iter()
             .map(|(score, i)| Candidate {
@@ -230,8 +176,9 @@ impl Partition {
             .collect()
     }
 
-    /// Bytes held per face, excluding the position map.
-    pub const BYTES_PER_FACE: usize = DIM + 4 + 16;
+    /// Bytes held per face, excluding the position map: key, sketch, codes
+    /// and scale.
+    pub const BYTES_PER_FACE: usize = 16 + 16 + DIM + 4;
 }
 
 /// A bounded best-k collector: a small sorted array beats a heap for the k
@@ -334,39 +281,34 @@ mod tests {
     }
 
     #[test]
-    fn the_graph_finds_what_the_scan_finds_and_follows_changes() {
+    fn the_prefilter_finds_what_the_scan_finds_and_follows_changes() {
         let mut p = Partition::new();
-        for i in 0..3000u64 {
+        for i in 0..30_000u64 {
             p.insert(u128::from(i), &unit(i));
         }
-        p.enable_ann(2).expect("graph");
-        assert!(p.has_ann());
+        assert!(p.len() > EXACT_MAX, "searches go through the sketches");
+        let noisy = |i: u64| -> Vec<f32> {
+            unit(i)
+                .iter()
+                .zip(unit(i + 1_000_000))
+                .map(|(a, b)| a + 0.5 * b)
+                .collect()
+        };
         let agree = (0..200u64)
-            .filter(|&i| p.search(&unit(i), 1)[0].key == p.scan_search(&unit(i), 1)[0].key)
+            .filter(|&i| p.search(&noisy(i), 1)[0].key == p.scan_search(&noisy(i), 1)[0].key)
             .count();
-        assert!(agree >= 198, "{agree}/200");
+        assert_eq!(agree, 200);
         assert!(p.remove(7));
         assert_ne!(p.search(&unit(7), 1)[0].key, 7);
-        p.insert(9000, &unit(7));
-        assert_eq!(p.search(&unit(7), 1)[0].key, 9000);
-        let score = p.search(&unit(5), 1)[0].score;
+        p.insert(90_000, &unit(7));
+        assert_eq!(p.search(&unit(7), 1)[0].key, 90_000);
+        p.insert(5, &unit(123_456));
+        assert_eq!(
+            p.search(&unit(123_456), 1)[0].key,
+            5,
+            "a replaced face is found by its new vector"
+        );
+        let score = p.search(&unit(9), 1)[0].score;
         assert!((score - 1.0).abs() < 0.02, "{score}");
-    }
-
-    #[test]
-    fn changes_during_a_background_build_reach_the_graph() {
-        let mut p = Partition::new();
-        for i in 0..500u64 {
-            p.insert(u128::from(i), &unit(i));
-        }
-        let snapshot = p.begin_ann_build();
-        p.insert(7777, &unit(7777));
-        assert!(p.remove(3));
-        let ann = snapshot.build(1).expect("graph");
-        assert!(!p.has_ann(), "the scan serves until the graph is installed");
-        p.finish_ann_build(ann);
-        assert!(p.has_ann());
-        assert_eq!(p.search(&unit(7777), 1)[0].key, 7777);
-        assert_ne!(p.search(&unit(3), 1)[0].key, 3);
     }
 }

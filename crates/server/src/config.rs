@@ -95,8 +95,8 @@ pub struct Config {
     pub sweep_interval: u64,
     /// Serve the operator demo page at `/demo`.
     pub demo: bool,
-    /// Galleries at least this large get an HNSW graph at start.
-    pub ann_min_faces: usize,
+    /// Galleries larger than this are searched through the sign-sketch pre-filter.
+    pub exact_scan_max_faces: usize,
     /// A calibration file from `facegate calibrate --dataset`; default: the built-in table.
     pub calibration: Option<PathBuf>,
     /// PostgreSQL instead of SQLite in the data directory.
@@ -150,7 +150,7 @@ impl Default for Config {
             result_retention: 3600,
             sweep_interval: 30,
             demo: false,
-            ann_min_faces: facegate_gallery::ANN_MIN_FACES,
+            exact_scan_max_faces: facegate_gallery::EXACT_MAX,
             calibration: None,
             database_url: None,
             master_key_file: None,
@@ -188,7 +188,7 @@ pub struct PartialConfig {
     pub result_retention: Option<i64>,
     pub sweep_interval: Option<u64>,
     pub demo: Option<bool>,
-    pub ann_min_faces: Option<usize>,
+    pub exact_scan_max_faces: Option<usize>,
     pub calibration: Option<PathBuf>,
     pub database_url: Option<DatabaseUrl>,
     pub master_key_file: Option<PathBuf>,
@@ -250,7 +250,7 @@ impl PartialConfig {
             result_retention: self.result_retention.or(lower.result_retention),
             sweep_interval: self.sweep_interval.or(lower.sweep_interval),
             demo: self.demo.or(lower.demo),
-            ann_min_faces: self.ann_min_faces.or(lower.ann_min_faces),
+            exact_scan_max_faces: self.exact_scan_max_faces.or(lower.exact_scan_max_faces),
             calibration: self.calibration.or(lower.calibration),
             database_url: self.database_url.or(lower.database_url),
             master_key_file: self.master_key_file.or(lower.master_key_file),
@@ -301,7 +301,7 @@ impl PartialConfig {
             result_retention: self.result_retention.unwrap_or(d.result_retention),
             sweep_interval: self.sweep_interval.unwrap_or(d.sweep_interval),
             demo: self.demo.unwrap_or(d.demo),
-            ann_min_faces: self.ann_min_faces.unwrap_or(d.ann_min_faces),
+            exact_scan_max_faces: self.exact_scan_max_faces.unwrap_or(d.exact_scan_max_faces),
             calibration: self.calibration.or(d.calibration),
             database_url: self.database_url.or(d.database_url),
             master_key_file: self.master_key_file.or(d.master_key_file),

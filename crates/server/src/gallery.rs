@@ -47,6 +47,8 @@ pub struct Galleries {
     insert_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     cursor: Mutex<LogCursor>,
     pub cipher: Cipher,
+    /// Partitions larger than this search through the pre-filter.
+    exact_max: usize,
 }
 
 /// How far this node has applied the change log.
@@ -101,13 +103,13 @@ pub fn face_id(key: FaceKey) -> String {
 }
 
 impl Galleries {
-    /// Loads every tenant's templates of `model_version` from the store, and
-    /// starts building graphs for galleries of `ann_min_faces` or more.
+    /// Loads every tenant's templates of `model_version` from the store;
+    /// galleries of more than `exact_max` faces search through the pre-filter.
     pub fn rebuild(
         store: &dyn Store,
         model_version: &str,
         cipher: Cipher,
-        ann_min_faces: usize,
+        exact_max: usize,
     ) -> Result<Self, GalleryError> {
         let mut partitions = HashMap::new();
         let mut stale = std::collections::HashSet::new();
@@ -126,7 +128,7 @@ impl Galleries {
                 continue;
             }
             let templates = store.templates(&tenant.id, model_version)?;
-            let mut partition = Partition::with_capacity(templates.len());
+            let mut partition = Partition::with_capacity(templates.len()).with_exact_max(exact_max);
             for t in &templates {
                 if let Some(key) = face_key(&t.face_id) {
                     partition.insert(key, &t.vector);
@@ -136,12 +138,7 @@ impl Galleries {
                     tracing::info!(faces = total, "rebuilding galleries");
                 }
             }
-            let large = partition.len() >= ann_min_faces;
-            let shared = Arc::new(RwLock::new(partition));
-            if large {
-                build_graph(tenant.id.clone(), Arc::clone(&shared));
-            }
-            partitions.insert(tenant.id, shared);
+            partitions.insert(tenant.id, Arc::new(RwLock::new(partition)));
         }
         tracing::info!(
             faces = total,
@@ -158,6 +155,7 @@ impl Galleries {
                 gaps: Vec::new(),
             }),
             cipher,
+            exact_max,
         })
     }
 
@@ -218,7 +216,11 @@ impl Galleries {
             return Arc::clone(p);
         }
         let mut map = self.partitions.write().unwrap_or_else(|p| p.into_inner());
-        Arc::clone(map.entry(tenant.to_string()).or_default())
+        let exact_max = self.exact_max;
+        Arc::clone(
+            map.entry(tenant.to_string())
+                .or_insert_with(|| Arc::new(RwLock::new(Partition::new().with_exact_max(exact_max)))),
+        )
     }
 
     /// Serialises a tenant's search-then-insert, so two uploads of one new
@@ -226,36 +228,5 @@ impl Galleries {
     pub fn insert_lock(&self, tenant: &str) -> Arc<tokio::sync::Mutex<()>> {
         let mut map = self.insert_locks.lock().unwrap_or_else(|p| p.into_inner());
         Arc::clone(map.entry(tenant.to_string()).or_default())
-    }
-}
-
-/// Builds a large partition's HNSW graph on a background thread (minutes
-/// per million faces). Until it is ready the partition answers by the exact
-/// scan, which is correct, only slower; changes made meanwhile are replayed
-/// onto the graph. A failure is logged and the scan stays. A partition that
-/// grows past the threshold while running keeps scanning until the next
-/// start.
-fn build_graph(tenant: String, partition: SharedPartition) {
-    let spawned = std::thread::Builder::new().name("hnsw-build".into()).spawn(move || {
-        let start = std::time::Instant::now();
-        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-        // The lock only guards plain data; a poisoned one still holds it.
-        let snapshot = partition.write().unwrap_or_else(|p| p.into_inner()).begin_ann_build();
-        tracing::info!(%tenant, faces = snapshot.len(), "building the HNSW graph in the background");
-        let built = snapshot.build(threads);
-        let mut p = partition.write().unwrap_or_else(|p| p.into_inner());
-        match built {
-            Ok(ann) => {
-                p.finish_ann_build(ann);
-                tracing::info!(%tenant, seconds = start.elapsed().as_secs_f64(), ready = p.has_ann(), "HNSW graph built");
-            }
-            Err(e) => {
-                p.abandon_ann_build();
-                tracing::warn!(%tenant, error = %e, "no HNSW graph; searches scan");
-            }
-        }
-    });
-    if let Err(e) = spawned {
-        tracing::warn!(error = %e, "could not start the HNSW build; searches scan");
     }
 }

@@ -92,9 +92,9 @@ impl Application {
         let galleries = {
             let store = Arc::clone(&store);
             let cipher = keys.data;
-            let ann_min_faces = config.ann_min_faces;
+            let exact_scan_max_faces = config.exact_scan_max_faces;
             tokio::task::spawn_blocking(move || {
-                Galleries::rebuild(store.as_ref(), MODEL_VERSION, cipher, ann_min_faces)
+                Galleries::rebuild(store.as_ref(), MODEL_VERSION, cipher, exact_scan_max_faces)
             })
             .await
             .map_err(std::io::Error::other)??

@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 use clap::Args;
-use facegate_gallery::Partition;
+use facegate_gallery::{Partition, prefilter_len};
 use facegate_storage::{NewFace, SqliteStore, Store, Template, Tenant};
 use facegate_vision::{EngineOptions, ModelsDir};
 use serde::Serialize;
@@ -39,18 +39,16 @@ pub struct GalleryArgs {
     rebuild_up_to: usize,
     #[arg(long)]
     json: Option<PathBuf>,
-    /// Also build the HNSW graph at each size and measure searches through it.
-    #[arg(long)]
-    ann: bool,
     /// Draw the synthetic faces from a Gaussian with the real LFW embeddings'
     /// mean and covariance instead of uniformly random directions. Uniform
     /// directions in 128-d have no structure at all, the worst case for a
     /// graph index; real embeddings are far from uniform.
     #[arg(long)]
     face_like: bool,
-    /// Search breadths to measure the graph at (the first is the default).
-    #[arg(long, value_delimiter = ',', default_value = "160")]
-    ann_ef: Vec<usize>,
+    /// Sketch shortlist lengths to measure the prefiltered search at, on top
+    /// of the exact scan; 0 stands for the server's own `prefilter_len`.
+    #[arg(long, value_delimiter = ',', default_value = "0")]
+    prefilter: Vec<usize>,
 }
 
 #[derive(Serialize)]
@@ -63,20 +61,17 @@ struct SizeReport {
     recall_at_1: f64,
     bytes_per_face: f64,
     rebuild_seconds: Option<f64>,
-    /// The same through the HNSW graph, with `--ann`.
-    ann: Vec<AnnReport>,
+    /// The same through the sign-sketch prefilter, one per `--prefilter`.
+    prefiltered: Vec<PrefilterReport>,
 }
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct AnnReport {
-    ef: usize,
-    build_seconds: f64,
+struct PrefilterReport {
+    shortlist: usize,
     search_p50_ms: f64,
     search_p99_ms: f64,
     recall_at_1: f64,
-    /// The graph and its int8 vectors, on top of the scan's codes.
-    graph_bytes_per_face: f64,
 }
 
 /// Shortlist re-ranked exactly, as in the server.
@@ -178,16 +173,19 @@ pub fn run(models: &ModelsDir, args: &GalleryArgs) -> Result<()> {
             r.size, r.index_inserts_per_second, r.search_p50_ms, r.search_p99_ms, r.recall_at_1, r.bytes_per_face
         );
     }
-    if args.ann {
-        println!("\nHNSW graph (USearch, int8, M=16, ef_add 128), shortlist re-ranked exactly:");
-        println!("| faces | ef_search | build s | search p50 ms | search p99 ms | recall@1 | graph bytes/face |");
-        println!("|---|---|---|---|---|---|---|");
-        for (r, a) in reports.iter().flat_map(|r| r.ann.iter().map(move |a| (r, a))) {
-            println!(
-                "| {} | {} | {:.1} | {:.3} | {:.3} | {:.4} | {:.0} |",
-                r.size, a.ef, a.build_seconds, a.search_p50_ms, a.search_p99_ms, a.recall_at_1, a.graph_bytes_per_face
-            );
-        }
+    println!("\n128-bit sign sketches (Hamming shortlist), shortlist re-ranked by the int8 scan:");
+    println!("| faces | shortlist | search p50 ms | search p99 ms | recall@1 | p50 vs exact scan |");
+    println!("|---|---|---|---|---|---|");
+    for (r, a) in reports.iter().flat_map(|r| r.prefiltered.iter().map(move |a| (r, a))) {
+        println!(
+            "| {} | {} | {:.3} | {:.3} | {:.4} | {:.3}x |",
+            r.size,
+            a.shortlist,
+            a.search_p50_ms,
+            a.search_p99_ms,
+            a.recall_at_1,
+            a.search_p50_ms / r.search_p50_ms
+        );
     }
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&reports)?)?;
@@ -261,26 +259,22 @@ fn measure(size: usize, real: &[Vec<f32>], probes: &[Vec<f32>], args: &GalleryAr
         .map(|q| (0..size).max_by(|&a, &b| dot(q, &vectors[a]).total_cmp(&dot(q, &vectors[b]))))
         .collect();
     let (scan_times, scan_recall) = timed_searches(&queries, &truth, &vectors, |q| partition.scan_search(q, SHORTLIST));
-    let mut ann = Vec::new();
-    if args.ann {
-        let start = Instant::now();
-        partition.enable_ann(std::thread::available_parallelism().map_or(2, |n| n.get()))?;
-        let build_seconds = start.elapsed().as_secs_f64();
-        let graph_bytes_per_face = partition.ann_memory_bytes().unwrap_or(0) as f64 / size as f64;
-        for &ef in &args.ann_ef {
-            partition.set_ann_expansion(ef);
-            let (times, recall_at_1) = timed_searches(&queries, &truth, &vectors, |q| partition.search(q, SHORTLIST));
-            ann.push(AnnReport {
-                ef,
-                build_seconds,
+    let prefiltered = args
+        .prefilter
+        .iter()
+        .map(|&asked| {
+            let shortlist = if asked == 0 { prefilter_len(size) } else { asked };
+            let (times, recall_at_1) = timed_searches(&queries, &truth, &vectors, |q| {
+                partition.prefiltered_search(q, SHORTLIST, shortlist)
+            });
+            PrefilterReport {
+                shortlist,
                 search_p50_ms: percentile_sorted(&times, 0.5),
                 search_p99_ms: percentile_sorted(&times, 0.99),
                 recall_at_1,
-                graph_bytes_per_face,
-            });
-        }
-        partition.set_ann_expansion(args.ann_ef.first().copied().unwrap_or(160));
-    }
+            }
+        })
+        .collect();
     let rebuild_seconds = (size <= args.rebuild_up_to)
         .then(|| rebuild_time(&vectors))
         .transpose()?;
@@ -292,7 +286,7 @@ fn measure(size: usize, real: &[Vec<f32>], probes: &[Vec<f32>], args: &GalleryAr
         recall_at_1: scan_recall,
         bytes_per_face,
         rebuild_seconds,
-        ann,
+        prefiltered,
     })
 }
 
