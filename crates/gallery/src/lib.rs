@@ -27,7 +27,7 @@ pub mod sketch;
 
 use std::collections::HashMap;
 
-pub use quantize::{Code, DIM, dot_codes, quantize, scan};
+pub use quantize::{Code, DIM, dot_codes, quantize, scan, score};
 pub use sketch::{Sketch, hamming};
 
 /// Partitions up to this size are searched by the int8 scan alone (under
@@ -153,7 +153,7 @@ impl Partition {
         for i in sketch::nearest(&sketch::sketch(query), &self.sketches, prefilter) {
             let i = i as usize;
             let code = &self.codes[i * DIM..(i + 1) * DIM];
-            top.offer(dot_codes(&q.values, code) as f32 * q.scale * self.scales[i], i);
+            top.offer(score(&q, code, self.scales[i]), i);
         }
         self.candidates(top)
     }

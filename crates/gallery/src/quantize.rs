@@ -47,10 +47,16 @@ pub fn scan(query: &Code, codes: &[i8], scales: &[f32], visit: impl FnMut(usize,
     scan_generic(query, codes, scales, visit);
 }
 
+/// The approximate cosine of `query` and one face's `code` and `scale`.
+#[inline(always)]
+pub fn score(query: &Code, code: &[i8], scale: f32) -> f32 {
+    dot_codes(&query.values, code) as f32 * query.scale * scale
+}
+
 #[inline(always)]
 fn scan_generic(query: &Code, codes: &[i8], scales: &[f32], mut visit: impl FnMut(usize, f32)) {
-    for (i, (code, scale)) in codes.chunks_exact(DIM).zip(scales).enumerate() {
-        visit(i, dot_codes(&query.values, code) as f32 * query.scale * scale);
+    for (i, (code, &scale)) in codes.chunks_exact(DIM).zip(scales).enumerate() {
+        visit(i, score(query, code, scale));
     }
 }
 

@@ -42,7 +42,7 @@ pub struct GalleryArgs {
     /// Draw the synthetic faces from a Gaussian with the real LFW embeddings'
     /// mean and covariance instead of uniformly random directions. Uniform
     /// directions in 128-d have no structure at all, the worst case for a
-    /// graph index; real embeddings are far from uniform.
+    /// pre-filter; real embeddings are far from uniform.
     #[arg(long)]
     face_like: bool,
     /// Sketch shortlist lengths to measure the prefiltered search at, on top
