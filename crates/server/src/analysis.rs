@@ -11,8 +11,18 @@ use crate::state::AppState;
 /// A request image, decoded and analysed.
 pub struct Analysed {
     pub analysis: Analysis,
-    /// The image as uploaded, for storage.
+    /// The image as uploaded without its metadata, when it is to be stored
+    /// (empty otherwise).
     pub bytes: Vec<u8>,
+}
+
+/// Whether the route stores the image. Stripping metadata re-encodes a photo
+/// stored on its side, which on a 12 MP photo costs several analyses, so a
+/// route that only compares (match, search) skips it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    Image,
+    Nothing,
 }
 
 /// Decodes a base64 field and analyses it on the inference pool.
@@ -21,6 +31,7 @@ pub async fn analyze(
     admission: &Admission,
     field: &'static str,
     base64: String,
+    keep: Keep,
 ) -> Result<Analysed, ApiError> {
     let max_bytes = state.config.limits.max_bytes;
     let min_interocular = state.config.min_interocular;
@@ -28,7 +39,7 @@ pub async fn analyze(
         .run(move |engine| {
             // Decoding base64 is CPU work too: keep it off the async threads.
             let bytes = base64_image(field, &base64, max_bytes)?;
-            analyze_in(engine, field, bytes, min_interocular)
+            analyze_in(engine, field, bytes, min_interocular, keep)
         })
         .await;
     result.unwrap_or_else(|e| Err(ApiError::internal(e)))
@@ -40,11 +51,12 @@ pub async fn analyze_bytes(
     admission: &Admission,
     field: &'static str,
     bytes: Vec<u8>,
+    keep: Keep,
 ) -> Result<Analysed, ApiError> {
     check_image_size(field, bytes.len(), state.config.limits.max_bytes)?;
     let min_interocular = state.config.min_interocular;
     let result = admission
-        .run(move |engine| analyze_in(engine, field, bytes, min_interocular))
+        .run(move |engine| analyze_in(engine, field, bytes, min_interocular, keep))
         .await;
     result.unwrap_or_else(|e| Err(ApiError::internal(e)))
 }
@@ -54,6 +66,7 @@ fn analyze_in(
     field: &str,
     bytes: Vec<u8>,
     min_interocular: f32,
+    keep: Keep,
 ) -> Result<Analysed, ApiError> {
     let analysis = engine.analyze(&bytes).map_err(|e| ApiError::from_vision(field, e))?;
     record_stages(&analysis);
@@ -67,8 +80,11 @@ fn analyze_in(
         ));
     }
     // What is stored (gallery, ID photo) keeps no EXIF, GPS or comments.
-    let bytes =
-        facegate_vision::strip_metadata(&bytes, engine.limits()).map_err(|e| ApiError::from_vision(field, e.into()))?;
+    let bytes = match keep {
+        Keep::Image => facegate_vision::strip_metadata(&bytes, engine.limits())
+            .map_err(|e| ApiError::from_vision(field, e.into()))?,
+        Keep::Nothing => Vec::new(),
+    };
     Ok(Analysed { analysis, bytes })
 }
 

@@ -67,6 +67,30 @@ async fn match_answers_in_uqudo_shape_with_our_additions() {
     assert_eq!(different["match"], false, "{different}");
 }
 
+/// A phone-sized photo goes through the reduced-scale decode and still
+/// matches the same face at its own size.
+#[tokio::test]
+async fn a_large_photo_matches_its_small_original() {
+    let app = TestApp::spawn().await;
+    let token = matcher(&app).await;
+    let photo = sample(PHOTO);
+    let small = image::load_from_memory(&photo).expect("decodes").into_rgb8();
+    let (w, h) = (small.width() * 4, small.height() * 4);
+    let large = image::imageops::resize(&small, w, h, image::imageops::FilterType::Triangle);
+    let mut jpeg = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 90)
+        .encode_image(&large)
+        .expect("encodes");
+    let body: Value = app
+        .match_images(&token, &jpeg, &photo, Some(5))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(body["match"], true, "{body}");
+    assert!(body["similarity"].as_f64().expect("similarity") > 0.9, "{body}");
+}
+
 #[tokio::test]
 async fn thirty_two_concurrent_matches_all_succeed() {
     let app = TestApp::spawn().await;

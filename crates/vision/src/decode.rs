@@ -9,6 +9,7 @@ use std::io::Cursor;
 
 use image::codecs::jpeg::JpegDecoder;
 use image::codecs::png::PngDecoder;
+use image::metadata::Orientation;
 use image::{DynamicImage, ImageDecoder, Limits, RgbImage};
 
 use crate::error::DecodeError;
@@ -70,6 +71,114 @@ pub fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<RgbImage, DecodeErr
         ImageFormat::Png => decode_with(PngDecoder::new(Cursor::new(bytes)).map_err(corrupt)?, limits, true)?,
     };
     Ok(image.into_rgb8())
+}
+
+/// A decoded image and how much smaller than the encoded one it is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decoded {
+    /// Upright pixels.
+    pub image: RgbImage,
+    /// Encoded pixels per decoded pixel along each axis: 1, 2, 4 or 8.
+    pub factor: u32,
+    /// The upright size at full resolution.
+    pub full_width: u32,
+    pub full_height: u32,
+}
+
+/// The scales a JPEG can be decoded at in the DCT domain, coarsest first.
+const DCT_FACTORS: [u32; 3] = [8, 4, 2];
+
+/// Decodes at the coarsest factor of at most `max_factor` (among 1, 2, 4
+/// and 8) whose long side still reaches `min_long_side`.
+///
+/// Only baseline or progressive JPEGs in RGB or greyscale are reduced: the
+/// inverse DCT then runs at 1/2, 1/4 or 1/8 of its size and skips most of the
+/// work on pixels a detector would throw away. Everything else (PNG, CMYK, a
+/// small image) is decoded at full size by [`decode`], with factor 1.
+pub fn decode_reduced(
+    bytes: &[u8],
+    limits: &DecodeLimits,
+    min_long_side: u32,
+    max_factor: u32,
+) -> Result<Decoded, DecodeError> {
+    if sniff(bytes) == Some(ImageFormat::Jpeg)
+        && bytes.len() <= limits.max_bytes
+        && let Some(decoded) = decode_jpeg_reduced(bytes, limits, min_long_side, max_factor)?
+    {
+        return Ok(decoded);
+    }
+    let image = decode(bytes, limits)?;
+    Ok(Decoded {
+        full_width: image.width(),
+        full_height: image.height(),
+        image,
+        factor: 1,
+    })
+}
+
+/// `None` when the JPEG gains nothing from a reduced decode.
+fn decode_jpeg_reduced(
+    bytes: &[u8],
+    limits: &DecodeLimits,
+    min_long_side: u32,
+    max_factor: u32,
+) -> Result<Option<Decoded>, DecodeError> {
+    let mut decoder = jpeg_decoder::Decoder::new(bytes);
+    decoder.read_info().map_err(jpeg_corrupt)?;
+    let Some(info) = decoder.info() else { return Ok(None) };
+    let (width, height) = (u32::from(info.width), u32::from(info.height));
+    check_dimensions(width, height, limits)?;
+    let long = width.max(height);
+    let Some(factor) = DCT_FACTORS
+        .into_iter()
+        .find(|&f| f <= max_factor && long.div_ceil(f) >= min_long_side)
+    else {
+        return Ok(None);
+    };
+    let channels = match info.pixel_format {
+        jpeg_decoder::PixelFormat::RGB24 => 3,
+        jpeg_decoder::PixelFormat::L8 => 1,
+        _ => return Ok(None),
+    };
+    if !jpeg_is_complete(bytes) {
+        return Err(DecodeError::Corrupt(
+            "the image data is truncated (no end-of-image marker)".into(),
+        ));
+    }
+    let (w, h) = decoder
+        .scale(width.div_ceil(factor) as u16, height.div_ceil(factor) as u16)
+        .map_err(jpeg_corrupt)?;
+    decoder.set_max_decoding_buffer_size(
+        usize::try_from(limits.max_pixels)
+            .unwrap_or(usize::MAX)
+            .saturating_mul(3),
+    );
+    let pixels = decoder.decode().map_err(jpeg_corrupt)?;
+    let pixels = if channels == 1 {
+        pixels.iter().flat_map(|&l| [l, l, l]).collect()
+    } else {
+        pixels
+    };
+    let image = RgbImage::from_raw(u32::from(w), u32::from(h), pixels)
+        .ok_or_else(|| DecodeError::Corrupt("the decoder returned fewer pixels than the header declares".into()))?;
+    let orientation = decoder
+        .exif_data()
+        .and_then(Orientation::from_exif_chunk)
+        .unwrap_or(Orientation::NoTransforms);
+    let mut upright = DynamicImage::ImageRgb8(image);
+    upright.apply_orientation(orientation);
+    let swapped = upright.width() != u32::from(w);
+    let (full_width, full_height) = if swapped { (height, width) } else { (width, height) };
+    Ok(Some(Decoded {
+        image: upright.into_rgb8(),
+        factor,
+        full_width,
+        full_height,
+    }))
+}
+
+fn jpeg_corrupt(e: jpeg_decoder::Error) -> DecodeError {
+    DecodeError::Corrupt(e.to_string())
 }
 
 /// `complete` is false for data known to be cut short; it is reported after

@@ -7,7 +7,6 @@
 //! centres, filtered by score = sqrt(cls * obj), and reduced by NMS.
 
 use image::RgbImage;
-use image::imageops::{self, FilterType};
 use ort::session::Session;
 use ort::value::TensorRef;
 
@@ -70,7 +69,7 @@ impl Detector {
         let input = if scale < 1.0 {
             let w = ((image.width() as f32 * scale).round() as u32).max(1);
             let h = ((image.height() as f32 * scale).round() as u32).max(1);
-            scaled = imageops::resize(image, w, h, FilterType::Triangle);
+            scaled = crate::resize::downscale(image, w, h);
             &scaled
         } else {
             image
@@ -102,7 +101,7 @@ impl Detector {
         let mut found = decode_outputs(&raw, width, height, self.options.score_threshold);
         found = nms(found, self.options.nms_threshold, self.options.top_k);
         let inverse = 1.0 / scale.min(1.0);
-        Ok(found.into_iter().map(|d| rescale(d, inverse)).collect())
+        Ok(found.into_iter().map(|d| d.scaled(inverse)).collect())
     }
 }
 
@@ -178,18 +177,6 @@ pub fn nms(mut found: Vec<Detection>, iou_threshold: f32, top_k: usize) -> Vec<D
         }
     }
     kept
-}
-
-fn rescale(mut d: Detection, factor: f32) -> Detection {
-    d.bbox.x *= factor;
-    d.bbox.y *= factor;
-    d.bbox.width *= factor;
-    d.bbox.height *= factor;
-    for p in &mut d.landmarks {
-        p.x *= factor;
-        p.y *= factor;
-    }
-    d
 }
 
 /// The most prominent face: the one maximising area - 2 * (distance from the

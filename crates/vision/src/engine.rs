@@ -12,7 +12,7 @@ use ort::session::builder::GraphOptimizationLevel;
 use serde::Serialize;
 
 use crate::align::{AlignedFace, align};
-use crate::decode::{DecodeLimits, decode};
+use crate::decode::{DecodeLimits, decode, decode_reduced};
 use crate::detect::{Detector, DetectorOptions, select_subject};
 use crate::embed::{Embedder, Embedding};
 use crate::error::{ModelError, VisionError};
@@ -49,7 +49,16 @@ pub struct EngineOptions {
     /// Embed the mirrored crop too and average the two. Off by default:
     /// measured on LFW it did not pay for doubling the SFace time (README).
     pub flip_fusion: bool,
+    /// Decode every JPEG at full resolution instead of at the reduced DCT
+    /// scale the detector and the aligner need. Off by default: it costs a
+    /// 12 MP photo several times more and changes no decision (README).
+    pub full_decode: bool,
 }
+
+/// The fewest pixels between the eyes the aligner is given from a reduced
+/// decode: twice the template's 35, so the 112x112 crop is still sampled
+/// down, never up. A face smaller than this is decoded again more finely.
+pub const MIN_REDUCED_INTEROCULAR: f32 = 70.0;
 
 /// Wall time of each stage of one analysis.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -85,6 +94,9 @@ pub struct Analysis {
     pub comparable_faces: usize,
     pub width: u32,
     pub height: u32,
+    /// Encoded pixels per pixel the face was aligned from: 1 at full
+    /// resolution, 2, 4 or 8 for a reduced JPEG decode.
+    pub decode_factor: u32,
     pub timings: StageTimings,
 }
 
@@ -103,6 +115,31 @@ pub struct FaceEngine {
     embedder: Embedder,
     limits: DecodeLimits,
     flip_fusion: bool,
+    full_decode: bool,
+}
+
+/// The coarsest factor, no coarser than `current`, at which a face with
+/// `interocular` pixels between the eyes (at `current`) has at least
+/// [`MIN_REDUCED_INTEROCULAR`].
+pub fn finer_factor(current: u32, interocular: f32) -> u32 {
+    let full = interocular * current as f32;
+    let mut factor = current;
+    while factor > 1 && full / (factor as f32) < MIN_REDUCED_INTEROCULAR {
+        factor /= 2;
+    }
+    factor
+}
+
+fn located(found: &[Detection], subject: usize, aligned: AlignedFace) -> Located {
+    Located {
+        detection: found[subject],
+        aligned,
+        faces_found: found.len(),
+        comparable_faces: found
+            .iter()
+            .filter(|f| f.bbox.height >= 0.5 * found[subject].bbox.height)
+            .count(),
+    }
 }
 
 /// Opens a session on a verified model file.
@@ -133,6 +170,7 @@ impl FaceEngine {
             embedder: Embedder::new(load_session(models, &SFACE, options.embedder_threads)?),
             limits: options.limits,
             flip_fusion: options.flip_fusion,
+            full_decode: options.full_decode,
         })
     }
 
@@ -157,31 +195,48 @@ impl FaceEngine {
 
     /// Detects the subject (the most prominent face) and aligns it.
     pub fn locate(&mut self, image: &RgbImage, timings: &mut StageTimings) -> Result<Located, VisionError> {
-        let start = Instant::now();
-        let found = self.detector.detect(image)?;
-        timings.detect = start.elapsed();
-        let subject = select_subject(&found, image.width(), image.height()).ok_or(VisionError::NoFaceDetected)?;
+        let (found, subject) = self.find_subject(image, timings)?;
         let start = Instant::now();
         let aligned = align(image, &found[subject].landmarks);
         timings.align = start.elapsed();
-        Ok(Located {
-            detection: found[subject],
-            aligned,
-            faces_found: found.len(),
-            comparable_faces: found
-                .iter()
-                .filter(|f| f.bbox.height >= 0.5 * found[subject].bbox.height)
-                .count(),
-        })
+        Ok(located(&found, subject, aligned))
     }
 
     /// The full pipeline on encoded bytes.
+    ///
+    /// A large JPEG is decoded at the coarsest DCT scale that still gives the
+    /// detector its full input; when the subject's face then has too few
+    /// pixels for the aligner, it is decoded again at the scale it needs
+    /// (full resolution at worst). Boxes and landmarks are reported in the
+    /// full-resolution image's coordinates either way.
     pub fn analyze(&mut self, bytes: &[u8]) -> Result<Analysis, VisionError> {
+        let mut timings = StageTimings::default();
         let start = Instant::now();
-        let image = self.decode(bytes)?;
-        let decode_time = start.elapsed();
-        let mut analysis = self.analyze_image(&image)?;
-        analysis.timings.decode = decode_time;
+        let max_factor = if self.full_decode { 1 } else { 8 };
+        let decoded = decode_reduced(bytes, &self.limits, self.detector.options().max_side, max_factor)?;
+        timings.decode = start.elapsed();
+        let (found, subject) = self.find_subject(&decoded.image, &mut timings)?;
+        let wanted = finer_factor(decoded.factor, found[subject].interocular());
+        let (image, factor) = if wanted < decoded.factor {
+            let start = Instant::now();
+            let finer = decode_reduced(bytes, &self.limits, 1, wanted)?;
+            timings.decode += start.elapsed();
+            (finer.image, finer.factor)
+        } else {
+            (decoded.image, decoded.factor)
+        };
+        let ratio = decoded.factor as f32 / factor as f32;
+        let start = Instant::now();
+        let aligned = align(&image, &found[subject].scaled(ratio).landmarks);
+        timings.align = start.elapsed();
+        let mut located = located(&found, subject, aligned);
+        located.detection = located.detection.scaled(decoded.factor as f32);
+        let mut analysis = self.finish(located, decoded.full_width, decoded.full_height)?;
+        analysis.decode_factor = factor;
+        analysis.timings = StageTimings {
+            embed: analysis.timings.embed,
+            ..timings
+        };
         Ok(analysis)
     }
 
@@ -189,9 +244,37 @@ impl FaceEngine {
     pub fn analyze_image(&mut self, image: &RgbImage) -> Result<Analysis, VisionError> {
         let mut timings = StageTimings::default();
         let located = self.locate(image, &mut timings)?;
+        let mut analysis = self.finish(located, image.width(), image.height())?;
+        analysis.timings = StageTimings {
+            embed: analysis.timings.embed,
+            ..timings
+        };
+        Ok(analysis)
+    }
+}
+
+impl FaceEngine {
+    /// Every face and the index of the subject's.
+    fn find_subject(
+        &mut self,
+        image: &RgbImage,
+        timings: &mut StageTimings,
+    ) -> Result<(Vec<Detection>, usize), VisionError> {
+        let start = Instant::now();
+        let found = self.detector.detect(image)?;
+        timings.detect = start.elapsed();
+        let subject = select_subject(&found, image.width(), image.height()).ok_or(VisionError::NoFaceDetected)?;
+        Ok((found, subject))
+    }
+
+    /// Embeds a located face; only the embed time is set in the timings.
+    fn finish(&mut self, located: Located, width: u32, height: u32) -> Result<Analysis, VisionError> {
         let start = Instant::now();
         let embedding = self.embed_subject(&located.aligned)?;
-        timings.embed = start.elapsed();
+        let timings = StageTimings {
+            embed: start.elapsed(),
+            ..StageTimings::default()
+        };
         Ok(Analysis {
             face: Face {
                 detection: located.detection,
@@ -200,14 +283,13 @@ impl FaceEngine {
             },
             faces_found: located.faces_found,
             comparable_faces: located.comparable_faces,
-            width: image.width(),
-            height: image.height(),
+            width,
+            height,
+            decode_factor: 1,
             timings,
         })
     }
-}
 
-impl FaceEngine {
     fn embed_subject(&mut self, aligned: &AlignedFace) -> Result<Embedding, VisionError> {
         let missing = || VisionError::Model(ModelError::Ort("SFace returned no embedding".into()));
         if !self.flip_fusion {

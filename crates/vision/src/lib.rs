@@ -24,6 +24,7 @@ pub mod error;
 pub mod metadata;
 pub mod models;
 pub mod quality;
+pub mod resize;
 pub mod types;
 
 pub use align::AlignedFace;

@@ -81,4 +81,17 @@ impl Detection {
     pub fn interocular(&self) -> f32 {
         self.right_eye().distance(self.left_eye())
     }
+
+    /// The same detection in an image `factor` times larger along each axis.
+    pub fn scaled(mut self, factor: f32) -> Self {
+        self.bbox.x *= factor;
+        self.bbox.y *= factor;
+        self.bbox.width *= factor;
+        self.bbox.height *= factor;
+        for p in &mut self.landmarks {
+            p.x *= factor;
+            p.y *= factor;
+        }
+        self
+    }
 }

@@ -4,6 +4,7 @@ mod support;
 
 use std::io::Cursor;
 
+use facegate_vision::decode::decode_reduced;
 use facegate_vision::{DecodeError, DecodeLimits, decode};
 use image::{DynamicImage, ImageFormat, Rgb, RgbImage};
 use jpeg_encoder::{ColorType, Encoder};
@@ -197,4 +198,80 @@ fn corrupt_and_truncated_files_give_errors_not_panics() {
     let png_bytes = png(DynamicImage::ImageRgb8(card));
     let err = decode(&png_bytes[..png_bytes.len() / 2], &limits).expect_err("half a PNG");
     assert!(matches!(err, DecodeError::Corrupt(_)), "{err:?}");
+}
+
+#[test]
+fn reduced_decode_picks_the_coarsest_scale_and_applies_orientation_after() {
+    let upright = test_card(2000, 1500);
+    let expected = quadrants(&upright);
+    for o in [1, 3, 6, 8] {
+        let bytes = jpeg(&stored_for_orientation(&upright, o), Some(o));
+        let d = decode_reduced(&bytes, &DecodeLimits::default(), 640, 8).expect("decodes");
+        // 2000 / 2 = 1000 reaches 640; 2000 / 4 = 500 does not.
+        assert_eq!(d.factor, 2, "orientation {o}");
+        assert_eq!((d.full_width, d.full_height), (2000, 1500), "orientation {o}");
+        assert_eq!(d.image.dimensions(), (1000, 750), "orientation {o}");
+        let got = quadrants(&d.image);
+        for (g, e) in got.iter().zip(&expected) {
+            assert!(close(*g, *e), "orientation {o}: got {got:?}, want {expected:?}");
+        }
+    }
+    let bytes = jpeg(&upright, None);
+    let capped = decode_reduced(&bytes, &DecodeLimits::default(), 640, 1).expect("decodes");
+    assert_eq!((capped.factor, capped.image.dimensions()), (1, (2000, 1500)));
+    let coarse = decode_reduced(&bytes, &DecodeLimits::default(), 200, 8).expect("decodes");
+    assert_eq!((coarse.factor, coarse.image.dimensions()), (8, (250, 188)));
+}
+
+#[test]
+fn reduced_decode_handles_grey_progressive_cmyk_png_and_truncation() {
+    let card = test_card(1600, 1200);
+    let limits = DecodeLimits::default();
+    let gray = DynamicImage::ImageRgb8(card.clone()).to_luma8();
+    let mut out = Vec::new();
+    Encoder::new(&mut out, 90)
+        .encode(gray.as_raw(), 1600, 1200, ColorType::Luma)
+        .expect("encodes");
+    let d = decode_reduced(&out, &limits, 640, 8).expect("grey");
+    assert_eq!((d.factor, d.image.dimensions()), (2, (800, 600)));
+
+    let mut out = Vec::new();
+    let mut progressive = Encoder::new(&mut out, 90);
+    progressive.set_progressive(true);
+    progressive
+        .encode(card.as_raw(), 1600, 1200, ColorType::Rgb)
+        .expect("encodes");
+    let d = decode_reduced(&out, &limits, 640, 8).expect("progressive");
+    assert_eq!(d.factor, 2);
+    assert!(close(*d.image.get_pixel(100, 100), Rgb([220, 30, 30])));
+
+    // CMYK is not reduced: it takes the full decoder's colour handling.
+    let cmyk: Vec<u8> = card
+        .pixels()
+        .flat_map(|p| [255 - p[0], 255 - p[1], 255 - p[2], 0])
+        .collect();
+    let mut out = Vec::new();
+    Encoder::new(&mut out, 90)
+        .encode(&cmyk, 1600, 1200, ColorType::Cmyk)
+        .expect("encodes");
+    let d = decode_reduced(&out, &limits, 640, 8).expect("cmyk");
+    assert_eq!((d.factor, d.image.dimensions()), (1, (1600, 1200)));
+
+    let d = decode_reduced(&png(DynamicImage::ImageRgb8(card.clone())), &limits, 640, 8).expect("png");
+    assert_eq!((d.factor, d.image.dimensions()), (1, (1600, 1200)));
+
+    let whole = jpeg(&card, None);
+    let cut = &whole[..whole.len() / 2];
+    assert!(matches!(
+        decode_reduced(cut, &limits, 640, 8),
+        Err(DecodeError::Corrupt(_))
+    ));
+    let tight = DecodeLimits {
+        max_pixels: 1_000_000,
+        ..limits
+    };
+    assert!(matches!(
+        decode_reduced(&whole, &tight, 640, 8),
+        Err(DecodeError::TooManyPixels { .. })
+    ));
 }

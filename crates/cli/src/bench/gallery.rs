@@ -77,10 +77,11 @@ struct PrefilterReport {
 /// Shortlist re-ranked exactly, as in the server.
 const SHORTLIST: usize = 16;
 
-struct Rng(u64);
+/// xorshift64: benches need varied numbers, not secure ones.
+pub(super) struct Rng(pub(super) u64);
 
 impl Rng {
-    fn next(&mut self) -> f64 {
+    pub(super) fn next(&mut self) -> f64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;

@@ -4,6 +4,7 @@
 pub mod engine;
 pub mod gallery;
 pub mod http;
+pub mod photos;
 pub mod soak;
 pub mod store;
 
@@ -26,6 +27,8 @@ enum BenchWhat {
     Engine(engine::BenchArgs),
     /// Match requests against a freshly started server, at several concurrencies.
     Http(http::HttpArgs),
+    /// 12 MP phone photos against LFW crops: served match p50, and the decisions at reduced vs full decode.
+    Photos(photos::PhotosArgs),
     /// The 1:N index: inserts, search latency, recall, memory, rebuild.
     Gallery(gallery::GalleryArgs),
     /// The storage backends: durable inserts/s, template load, change-log propagation
@@ -56,6 +59,7 @@ pub fn run(models: &ModelsDir, cmd: BenchCommand, database_url: Option<&str>) ->
         None => engine::run(models, &cmd.engine),
         Some(BenchWhat::Engine(args)) => engine::run(models, &args),
         Some(BenchWhat::Http(args)) => http::run(models, &args, database_url),
+        Some(BenchWhat::Photos(args)) => photos::run(models, &args),
         Some(BenchWhat::Gallery(args)) => gallery::run(models, &args),
         Some(BenchWhat::Store(args)) => store::run(&args, database_url),
         Some(BenchWhat::Soak(args)) => soak::run(models, &args),

@@ -6,7 +6,7 @@ use facegate_vision::MODEL_VERSION;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::analysis::analyze;
+use crate::analysis::{Keep, analyze};
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, match_level};
@@ -82,8 +82,8 @@ pub async fn face_match(
     caller.require(Permission::FaceMatch)?;
     let minimum = match_level(request.minimum_match_level.unwrap_or(3))?;
     let (source, target) = tokio::join!(
-        analyze(&state, &admission, "sourceImage", request.source_image),
-        analyze(&state, &admission, "targetImage", request.target_image)
+        analyze(&state, &admission, "sourceImage", request.source_image, Keep::Nothing),
+        analyze(&state, &admission, "targetImage", request.target_image, Keep::Nothing)
     );
     let (source, target) = (source?.analysis, target?.analysis);
     let calibration = &state.calibration;

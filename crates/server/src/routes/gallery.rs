@@ -17,7 +17,7 @@ use facegate_vision::Embedding;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::analysis::{Analysed, analyze};
+use crate::analysis::{Analysed, Keep, analyze};
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::extract::ApiJson;
@@ -148,7 +148,8 @@ pub async fn search(
             format!("maxCandidates is at most {MAX_CANDIDATES}"),
         ));
     }
-    let analysed = analyze(&state, &admission, "idPhoto", request.id_photo).await?;
+    let keep = if request.insert { Keep::Image } else { Keep::Nothing };
+    let analysed = analyze(&state, &admission, "idPhoto", request.id_photo, keep).await?;
     drop(admission);
     let tenant = caller.tenant().to_string();
     // Held across search and insert so two uploads of one new face cannot
@@ -339,7 +340,7 @@ pub async fn insert(
 ) -> Result<axum::Json<InsertResponse>, ApiError> {
     caller.require(Permission::FaceSearchInsert)?;
     current_gallery(&state, caller.tenant())?;
-    let analysed = analyze(&state, &admission, "idPhoto", request.id_photo).await?;
+    let analysed = analyze(&state, &admission, "idPhoto", request.id_photo, Keep::Image).await?;
     drop(admission);
     let id = enrol(&state, caller.tenant(), analysed).await?;
     Ok(axum::Json(InsertResponse {

@@ -10,7 +10,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use facegate_storage::{Client, StoreError, Tenant};
 
-use crate::analysis::analyze_bytes;
+use crate::analysis::{Keep, analyze_bytes};
 use crate::error::{ApiError, ErrorCode};
 use crate::inference::Admitted;
 use crate::routes::session::{CreateSessionResponse, multipart_request, new_session};
@@ -93,7 +93,7 @@ pub async fn create_session(
 ) -> Result<(StatusCode, axum::Json<CreateSessionResponse>), ApiError> {
     demo_enabled(&state)?;
     let (photo, _, _) = multipart_request(form).await?;
-    let analysed = analyze_bytes(&state, &admission, "idPhoto", photo).await?;
+    let analysed = analyze_bytes(&state, &admission, "idPhoto", photo, Keep::Image).await?;
     let tenant = state.store(ensure_demo_tenant).await?;
     let created = new_session(&state, &tenant, DEMO_CLIENT, analysed, 3, 3).await?;
     Ok((StatusCode::CREATED, axum::Json(created)))

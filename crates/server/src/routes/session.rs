@@ -14,7 +14,7 @@ use facegate_vision::MODEL_VERSION;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::analysis::{Analysed, analyze, analyze_bytes};
+use crate::analysis::{Analysed, Keep, analyze, analyze_bytes};
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::extract::{ApiJson, check_image_size, match_level};
@@ -122,7 +122,7 @@ pub async fn create(
             .map_err(|e| ApiError::new(ErrorCode::InvalidRequest, e.body_text()))?;
         let (photo, attempts, level) = multipart_request(form).await?;
         (
-            analyze_bytes(&state, &admission, "idPhoto", photo).await?,
+            analyze_bytes(&state, &admission, "idPhoto", photo, Keep::Image).await?,
             attempts,
             level,
         )
@@ -130,7 +130,7 @@ pub async fn create(
         let ApiJson(body) = ApiJson::<CreateSessionRequest>::from_request(request, &state).await?;
         let (attempts, level) = (body.max_attempts, body.minimum_match_level);
         (
-            analyze(&state, &admission, "idPhoto", body.id_photo).await?,
+            analyze(&state, &admission, "idPhoto", body.id_photo, Keep::Image).await?,
             attempts,
             level,
         )
