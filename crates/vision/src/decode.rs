@@ -123,8 +123,12 @@ fn decode_jpeg_reduced(
     min_long_side: u32,
     max_factor: u32,
 ) -> Result<Option<Decoded>, DecodeError> {
+    // A file `jpeg-decoder` refuses goes to the full decoder, whose verdict
+    // (and error message) stands: the reduced path never rejects more.
     let mut decoder = jpeg_decoder::Decoder::new(bytes);
-    decoder.read_info().map_err(jpeg_corrupt)?;
+    if decoder.read_info().is_err() {
+        return Ok(None);
+    }
     let Some(info) = decoder.info() else { return Ok(None) };
     let (width, height) = (u32::from(info.width), u32::from(info.height));
     check_dimensions(width, height, limits)?;
@@ -145,22 +149,23 @@ fn decode_jpeg_reduced(
             "the image data is truncated (no end-of-image marker)".into(),
         ));
     }
-    let (w, h) = decoder
-        .scale(width.div_ceil(factor) as u16, height.div_ceil(factor) as u16)
-        .map_err(jpeg_corrupt)?;
+    let Ok((w, h)) = decoder.scale(width.div_ceil(factor) as u16, height.div_ceil(factor) as u16) else {
+        return Ok(None);
+    };
     decoder.set_max_decoding_buffer_size(
         usize::try_from(limits.max_pixels)
             .unwrap_or(usize::MAX)
             .saturating_mul(3),
     );
-    let pixels = decoder.decode().map_err(jpeg_corrupt)?;
+    let Ok(pixels) = decoder.decode() else { return Ok(None) };
     let pixels = if channels == 1 {
         pixels.iter().flat_map(|&l| [l, l, l]).collect()
     } else {
         pixels
     };
-    let image = RgbImage::from_raw(u32::from(w), u32::from(h), pixels)
-        .ok_or_else(|| DecodeError::Corrupt("the decoder returned fewer pixels than the header declares".into()))?;
+    let Some(image) = RgbImage::from_raw(u32::from(w), u32::from(h), pixels) else {
+        return Ok(None);
+    };
     let orientation = decoder
         .exif_data()
         .and_then(Orientation::from_exif_chunk)
@@ -175,10 +180,6 @@ fn decode_jpeg_reduced(
         full_width,
         full_height,
     }))
-}
-
-fn jpeg_corrupt(e: jpeg_decoder::Error) -> DecodeError {
-    DecodeError::Corrupt(e.to_string())
 }
 
 /// `complete` is false for data known to be cut short; it is reported after

@@ -4,7 +4,8 @@
 //! module so it can be tested and timed alone:
 //!
 //! - [`decode`]: JPEG/PNG only, judged by the bytes; EXIF orientation; size,
-//!   pixel and decompression-bomb limits.
+//!   pixel and decompression-bomb limits; large JPEGs at a reduced DCT scale.
+//! - [`resize`]: SIMD downscaling of the detector's input.
 //! - [`detect`]: YuNet through ONNX Runtime, at the image's own size padded to
 //!   a multiple of 32; the subject is the most prominent face.
 //! - [`align`]: least-squares similarity onto the ArcFace template, 112x112.
