@@ -300,6 +300,9 @@ impl Calibration {
     /// interpolated log-linearly on the curve, and never below the floor:
     /// a rate the data could not observe is not reported.
     pub fn false_match_rate(&self, similarity: f32) -> f64 {
+        // A cosine is at most 1; f32 rounding can put one a hair above,
+        // which must not fall off the curve's end onto the floor.
+        let similarity = similarity.min(1.0);
         let curve = &self.file.fmr_curve;
         let measured = match curve.first() {
             None => 1.0,

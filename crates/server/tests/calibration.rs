@@ -83,12 +83,15 @@ async fn the_built_in_calibration_is_named_by_default() {
         .expect("json");
     let id = matched["calibration"].as_str().expect("calibration").to_string();
     assert!(id.starts_with("default@"), "{id}");
-    let floor = app.state.calibration.fmr_floor();
-    assert_eq!(
-        matched["falseMatchRate"].as_f64(),
-        Some(floor),
-        "a perfect score reports the floor"
+    // A perfect score reports the curve's rate at similarity 1, whatever
+    // the last bit of the f32 cosine (it once fell onto the floor above 1).
+    let at_one = app.state.calibration.false_match_rate(1.0);
+    let reported = matched["falseMatchRate"].as_f64().expect("falseMatchRate");
+    assert!(
+        (reported - at_one).abs() < 1e-3 * at_one,
+        "a perfect score reports the rate at similarity 1: {reported} vs {at_one}"
     );
+    assert_eq!(app.state.calibration.false_match_rate(1.000_001), at_one);
 }
 
 /// Starts a server on `text` as its calibration file; returns the error.
