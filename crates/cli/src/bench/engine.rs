@@ -187,7 +187,7 @@ fn read_dir_jpegs(dir: &Path) -> Result<Vec<Vec<u8>>> {
     read_all(paths.into_iter())
 }
 
-fn ms(d: Duration) -> f64 {
+pub(super) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 

@@ -27,6 +27,7 @@ use image::{Rgb, RgbImage};
 use jpeg_encoder::{ColorType, Encoder, SamplingFactor};
 use serde::Serialize;
 
+use super::engine::ms;
 use super::gallery::Rng;
 use super::http::{BenchServer, bench_server, match_bodies, token, wait_ready};
 use super::median;
@@ -284,23 +285,17 @@ fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
     (value, start.elapsed())
 }
 
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
 /// Median latency of sequential match requests: LFW pairs and large pairs
 /// (the two photos of one person), alternated on one server.
 fn served_medians(models: &ModelsDir, args: &PhotosArgs, photos: &[Photo]) -> Result<(f64, f64)> {
     let lfw = lfw_dir(args.lfw.as_deref())?;
     let lfw_bodies = match_bodies(&lfw.root().join("pairs.txt"), &lfw)?;
     let large_bodies: Vec<String> = photos
-        .chunks(2)
+        .chunks_exact(2)
         .map(|pair| {
-            let [a, b] = pair else { return String::new() };
-            serde_json::json!({"sourceImage": STANDARD.encode(&a.jpeg), "targetImage": STANDARD.encode(&b.jpeg)})
+            serde_json::json!({"sourceImage": STANDARD.encode(&pair[0].jpeg), "targetImage": STANDARD.encode(&pair[1].jpeg)})
                 .to_string()
         })
-        .filter(|body| !body.is_empty())
         .collect();
     let BenchServer {
         server: _server,
