@@ -1,5 +1,5 @@
 # facegate: the README's two commands are `make run` and `make test`.
-.PHONY: setup web-setup services api-tools build run test lint bench fuzz
+.PHONY: setup web-setup services api-tools build run test lint bench fuzz int8
 
 setup: ## fetch and verify the models and ONNX Runtime (idempotent)
 	bash scripts/fetch-models.sh
@@ -31,6 +31,9 @@ fuzz: setup ## every cargo-fuzz target for FUZZ_SECONDS (60) each; needs `cargo 
 lint:
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
+
+int8: build ## the int8 SFace, calibrated on LFW (needs ../shared/datasets/lfw and ~24 GB of RAM)
+	bash scripts/quantize-sface.sh
 
 bench: build
 	./target/release/facegate bench

@@ -23,7 +23,7 @@ use facegate_matching::calibrate::{
 use facegate_matching::calibration::{CalibrationFile, builtin};
 use facegate_matching::stats::clopper_pearson;
 use facegate_matching::{Calibration, LEVEL_FMR, calibration_for};
-use facegate_vision::{Embedding, MODEL_VERSION, ModelsDir};
+use facegate_vision::{Embedding, EngineOptions, MODEL_VERSION, ModelsDir, Recognizer};
 use serde::Serialize;
 
 use crate::dataset_eval::folder_name;
@@ -64,6 +64,10 @@ pub struct CalibrateArgs {
     skip_failures: bool,
     #[arg(long, default_value_t = 2)]
     workers: usize,
+    /// The recognition model's version: the built-in table for int8 is
+    /// measured (--dry-run or --output), never written over fp32's.
+    #[arg(long, default_value = MODEL_VERSION, value_parser = crate::eval::parse_recognizer)]
+    recognizer: Recognizer,
 }
 
 /// The built-in tables' paths in the source tree.
@@ -87,13 +91,20 @@ pub struct Embedded {
 
 impl Embedded {
     /// Embeds `dir`, labelled by `groups` when given.
-    pub fn load(models: &ModelsDir, dir: &Path, groups: Option<&Path>, workers: usize, skip: bool) -> Result<Self> {
+    pub fn load(
+        models: &ModelsDir,
+        options: EngineOptions,
+        dir: &Path,
+        groups: Option<&Path>,
+        workers: usize,
+        skip: bool,
+    ) -> Result<Self> {
         let mut set = IdentitySet::open(dir)?;
         if let Some(csv) = groups {
             set = set.with_groups(csv)?;
         }
         let progress = bar(set.images.len(), "embedding");
-        let (faces, skipped) = set.embed(models, workers, skip, &|| progress.inc(1))?;
+        let (faces, skipped) = set.embed(models, options, workers, skip, &|| progress.inc(1))?;
         progress.finish_and_clear();
         for s in &skipped {
             eprintln!("left out: {s}");
@@ -161,17 +172,26 @@ pub fn run(models: &ModelsDir, args: &CalibrateArgs) -> Result<()> {
     if let Some(dir) = &args.dataset {
         return run_operator(models, args, dir);
     }
+    let version = args.recognizer.version;
+    if version != MODEL_VERSION && !args.dry_run && args.output.is_none() {
+        bail!("--recognizer {version} needs --dry-run or --output: the built-in paths hold {MODEL_VERSION}'s tables");
+    }
+    let options = EngineOptions {
+        recognizer: args.recognizer,
+        ..EngineOptions::default()
+    };
     let id_dir = match &args.id_style {
         Some(d) => d.clone(),
         None => dataset_dir(None, "london-dev")?.join("images"),
     };
-    let id_style = Embedded::load(models, &id_dir, None, args.workers, args.skip_failures)?;
+    let id_style = Embedded::load(models, options, &id_dir, None, args.workers, args.skip_failures)?;
     if let Some(k) = args.cross_validate {
         let report = cross_validate(&id_style, k)?;
         return print_cross_validation(&report, args.json);
     }
     let lfw = Embedded::load(
         models,
+        options,
         &dataset_dir(args.lfw.as_deref(), "lfw")?.join("images"),
         None,
         args.workers,
@@ -182,14 +202,14 @@ pub fn run(models: &ModelsDir, args: &CalibrateArgs) -> Result<()> {
     let reference = lfw.population("lfw", score_all(&items, Keep::default(), args.workers, &|_, _| true));
     let model = tail_model(&id_style, &|_| true, reference.impostors.len());
     let command = "facegate calibrate --lfw ../shared/datasets/lfw --id-style ../shared/datasets/london-dev/images";
-    let file = default_table(command, MODEL_VERSION, &reference, &model);
+    let file = default_table(command, version, &reference, &model);
     let default = write(
         &file,
         args.output.as_deref().unwrap_or(Path::new(BUILTIN_PATH)),
         args.dry_run,
     )?;
     // LFW alone (every level is supported by its 87M pairs).
-    let lfw_only = operator("in-the-wild", command, MODEL_VERSION, &reference, default.thresholds());
+    let lfw_only = operator("in-the-wild", command, version, &reference, default.thresholds());
     let wild_path = args.output.as_ref().map_or(PathBuf::from(IN_THE_WILD_PATH), |o| {
         o.with_extension("in-the-wild.json")
     });
@@ -224,7 +244,14 @@ fn tail_model(id_style: &Embedded, train: &(dyn Fn(u32) -> bool + Sync), referen
 }
 
 fn run_operator(models: &ModelsDir, args: &CalibrateArgs, dir: &Path) -> Result<()> {
-    let data = Embedded::load(models, dir, args.groups.as_deref(), args.workers, args.skip_failures)?;
+    let data = Embedded::load(
+        models,
+        EngineOptions::default(),
+        dir,
+        args.groups.as_deref(),
+        args.workers,
+        args.skip_failures,
+    )?;
     let name = args.name.clone().unwrap_or_else(|| folder_name(dir));
     if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
         bail!("calibration name {name:?} must be letters, digits, '-', '_' or '.' (pass --name)");
@@ -271,7 +298,7 @@ fn run_operator(models: &ModelsDir, args: &CalibrateArgs, dir: &Path) -> Result<
 /// checked calibration.
 fn write(file: &CalibrationFile, path: &Path, dry_run: bool) -> Result<Calibration> {
     let text = serde_json::to_string_pretty(file)? + "\n";
-    let checked = Calibration::from_json(&path.display().to_string(), &text, MODEL_VERSION)?;
+    let checked = Calibration::from_json(&path.display().to_string(), &text, &file.model_version)?;
     print_levels(file);
     if !dry_run {
         std::fs::write(path, &text).with_context(|| format!("writing {}", path.display()))?;

@@ -78,6 +78,7 @@ pub fn run(models: &facegate_vision::ModelsDir, args: DatasetArgs) -> Result<()>
     let calibration = crate::eval::calibration(args.calibration.as_deref())?;
     let data = Embedded::load(
         models,
+        facegate_vision::EngineOptions::default(),
         &args.dir,
         args.groups.as_deref(),
         args.workers,

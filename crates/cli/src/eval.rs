@@ -12,7 +12,7 @@ use facegate_eval::lfw::{ImageId, Lfw, Pair};
 use facegate_eval::protocol::{FoldReport, Scored, held_out, k_fold, tmr_at_fmr};
 use facegate_eval::roc::{roc_points, write_png};
 use facegate_matching::{Calibration, LEVEL_FMR, calibration_for, resolve};
-use facegate_vision::{Embedding, EngineOptions, MODEL_VERSION, ModelsDir};
+use facegate_vision::{Embedding, EngineOptions, MODEL_VERSION, ModelsDir, Recognizer};
 use serde::Serialize;
 
 use crate::progress::bar;
@@ -71,6 +71,15 @@ pub struct LfwArgs {
     /// Average each embedding with that of the mirrored face.
     #[arg(long)]
     flip: bool,
+    /// The recognition model's version (`sface-2021dec-int8` for int8).
+    #[arg(long, default_value = MODEL_VERSION, value_parser = parse_recognizer)]
+    recognizer: Recognizer,
+}
+
+/// A `--recognizer` value: a model version this build can load.
+pub fn parse_recognizer(version: &str) -> Result<Recognizer, String> {
+    Recognizer::by_version(version)
+        .ok_or_else(|| format!("no recognizer {version:?}; this build has sface-2021dec and sface-2021dec-int8"))
 }
 
 #[derive(Serialize)]
@@ -241,15 +250,18 @@ fn verification(models: &ModelsDir, args: LfwArgs) -> Result<()> {
     ids.dedup();
     let options = EngineOptions {
         flip_fusion: args.flip,
+        recognizer: args.recognizer,
         ..EngineOptions::default()
     };
     let (embeddings, failures) = embed_images(models, &lfw, &ids, args.workers, options)?;
     let index: HashMap<&ImageId, Option<&Embedding>> = ids.iter().zip(embeddings.iter().map(Option::as_ref)).collect();
     let scored = score_folds(&folds, &index);
     let all: Vec<Scored> = scored.iter().flatten().copied().collect();
-    let cal = calibration_for(MODEL_VERSION).context("no calibration for this model")?;
+    let version = args.recognizer.version;
+    // A model without a built-in table is reported without level figures.
+    let thresholds = calibration_for(version).map_or_else(Vec::new, |cal| cal.thresholds().to_vec());
     let report = LfwReport {
-        model_version: MODEL_VERSION,
+        model_version: version,
         pairs_file,
         pairs: all.len(),
         images: ids.len(),
@@ -264,8 +276,7 @@ fn verification(models: &ModelsDir, args: LfwArgs) -> Result<()> {
                 TmrAt { fmr, threshold, tmr }
             })
             .into(),
-        tmr_at_levels: cal
-            .thresholds()
+        tmr_at_levels: thresholds
             .iter()
             .zip(LEVEL_FMR)
             .map(|(&threshold, fmr)| TmrAt {
@@ -293,7 +304,7 @@ fn write_reports(out: &Path, report: &LfwReport, all: &[Scored]) -> Result<()> {
     let png = out.join("lfw-roc.png");
     let title = format!(
         "LFW ROC, {} ({:.2}% ± {:.2})",
-        MODEL_VERSION,
+        report.model_version,
         report.folds.mean_accuracy * 100.0,
         report.folds.std_accuracy * 100.0
     );

@@ -4,6 +4,7 @@
 mod admin;
 mod bench;
 mod calibrate;
+mod crops;
 mod dataset_eval;
 mod eval;
 mod inspect;
@@ -98,6 +99,8 @@ enum DbCommand {
 enum ModelsCommand {
     /// Verify every model file and the ONNX Runtime library.
     Verify,
+    /// Write aligned LFW faces for calibrating a quantised SFace.
+    Crops(crops::CropsArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -126,6 +129,7 @@ fn main() -> anyhow::Result<()> {
         Command::Calibrate(args) => calibrate::run(&models, &args),
         Command::Bench(cmd) => bench::run(&models, cmd, cli.storage.database_url()),
         Command::Models(ModelsCommand::Verify) => verify(&models),
+        Command::Models(ModelsCommand::Crops(args)) => crops::run(&models, &args),
     }
 }
 

@@ -345,3 +345,37 @@ fn server_logs_carry_no_colour_codes_off_a_terminal() {
     assert!(lines.iter().any(|l| l.contains("calibration in force")), "{lines:#?}");
     assert!(lines.iter().all(|l| !l.contains('\u{1b}')), "{lines:#?}");
 }
+
+#[test]
+fn recognizer_choice_is_checked_and_int8_never_overwrites_the_builtin_table() {
+    let out = facegate(&["eval", "lfw", "--recognizer", "sface-1999"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("sface-2021dec-int8"));
+    let out = facegate(&["calibrate", "--recognizer", "sface-2021dec-int8"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("needs --dry-run or --output"));
+}
+
+#[test]
+fn calibration_crops_are_aligned_faces_of_distinct_people() {
+    let Some(lfw) = dataset_or_skip("lfw", "calibration_crops_are_aligned_faces_of_distinct_people") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out_path = dir.path().join("crops.rgb");
+    let out = facegate(&[
+        "models",
+        "crops",
+        "--lfw",
+        &lfw.display().to_string(),
+        "--count",
+        "3",
+        "--out",
+        &out_path.display().to_string(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let bytes = std::fs::read(&out_path).expect("crops");
+    assert_eq!(bytes.len(), 3 * 112 * 112 * 3, "three 112x112 RGB faces");
+    let face = |i: usize| &bytes[i * 112 * 112 * 3..(i + 1) * 112 * 112 * 3];
+    assert_ne!(face(0), face(1), "two people, two crops");
+}

@@ -167,12 +167,13 @@ impl IdentitySet {
     pub fn embed(
         &self,
         models: &ModelsDir,
+        options: EngineOptions,
         workers: usize,
         skip: bool,
         tick: &(dyn Fn() + Sync),
     ) -> Result<(Vec<Option<Embedding>>, Vec<String>), EvalError> {
         let paths: Vec<PathBuf> = self.images.iter().map(|i| i.path.clone()).collect();
-        let results = analyze_files(models, EngineOptions::default(), workers, &paths, tick)?;
+        let results = analyze_files(models, options, workers, &paths, tick)?;
         let mut skipped = Vec::new();
         let mut out = Vec::with_capacity(results.len());
         for (i, result) in results.into_iter().enumerate() {

@@ -16,7 +16,7 @@ use crate::decode::{DecodeLimits, decode, decode_reduced};
 use crate::detect::{Detector, DetectorOptions, select_subject};
 use crate::embed::{Embedder, Embedding};
 use crate::error::{ModelError, VisionError};
-use crate::models::{ModelFile, ModelsDir, SFACE, YUNET, runtime};
+use crate::models::{ModelFile, ModelsDir, Recognizer, YUNET, runtime};
 use crate::quality::{Quality, measure};
 use crate::types::Detection;
 
@@ -54,6 +54,8 @@ pub struct EngineOptions {
     /// 12 MP photo 1.8 times more and, on `bench photos`, changed no
     /// decision at level 3 (README, "Large photos").
     pub full_decode: bool,
+    /// Which SFace embeds: fp32 (served) or int8 (measured).
+    pub recognizer: Recognizer,
 }
 
 /// The fewest pixels between the eyes the aligner is given from a reduced
@@ -168,7 +170,11 @@ impl FaceEngine {
                 load_session(models, &YUNET, options.detector_threads)?,
                 options.detector,
             ),
-            embedder: Embedder::new(load_session(models, &SFACE, options.embedder_threads)?),
+            embedder: Embedder::new(load_session(
+                models,
+                &options.recognizer.file,
+                options.embedder_threads,
+            )?),
             limits: options.limits,
             flip_fusion: options.flip_fusion,
             full_decode: options.full_decode,

@@ -35,6 +35,6 @@ pub use embed::{EMBEDDING_DIM, Embedding};
 pub use engine::{Analysis, EngineOptions, Face, FaceEngine, StageTimings, ThreadOptions};
 pub use error::{DecodeError, ModelError, VisionError};
 pub use metadata::strip_metadata;
-pub use models::{MODEL_VERSION, ModelsDir};
+pub use models::{MODEL_VERSION, ModelsDir, Recognizer};
 pub use quality::Quality;
 pub use types::{BoundingBox, Detection, Point};

@@ -26,6 +26,13 @@ pub const SFACE: ModelFile = ModelFile {
     path: "face_recognition_sface_2021dec.onnx",
     sha256: "33c1be093026814f219346524f52591e59cf371db45684b0d120a551dca32ce1",
 };
+/// SFace quantised to int8 by `scripts/quantize_sface.py` (`make int8`):
+/// per-channel int8 weights and uint8 activations calibrated on 500 aligned
+/// LFW faces; the depthwise and first convolutions stay in float.
+pub const SFACE_INT8: ModelFile = ModelFile {
+    path: "face_recognition_sface_2021dec_int8.onnx",
+    sha256: "916211f2ab62d5175c35a58df5b09a2091ed78518cdffc085da1974cf284d1de",
+};
 /// YuNet as published in OpenCV's model zoo (MIT).
 pub const YUNET_ORIGINAL: ModelFile = ModelFile {
     path: "original/face_detection_yunet_2023mar.onnx",
@@ -45,6 +52,41 @@ pub const ONNXRUNTIME: ModelFile = ModelFile {
 /// The version tag stored with every template. Templates made by different
 /// versions are never compared.
 pub const MODEL_VERSION: &str = "sface-2021dec";
+
+/// A recognition model: its file and the version its templates carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recognizer {
+    pub file: ModelFile,
+    pub version: &'static str,
+}
+
+/// SFace in float: the served model.
+pub const SFACE_FP32: Recognizer = Recognizer {
+    file: SFACE,
+    version: MODEL_VERSION,
+};
+
+/// SFace in int8: measured against fp32 by `facegate eval lfw --recognizer`
+/// and `facegate calibrate --recognizer`, not served (README, "int8 SFace").
+pub const SFACE_INT8_RECOGNIZER: Recognizer = Recognizer {
+    file: SFACE_INT8,
+    version: "sface-2021dec-int8",
+};
+
+impl Default for Recognizer {
+    fn default() -> Self {
+        SFACE_FP32
+    }
+}
+
+impl Recognizer {
+    /// The recognizer whose version is `version`.
+    pub fn by_version(version: &str) -> Option<Recognizer> {
+        [SFACE_FP32, SFACE_INT8_RECOGNIZER]
+            .into_iter()
+            .find(|r| r.version == version)
+    }
+}
 
 /// The directory holding the model files.
 #[derive(Debug, Clone, PartialEq, Eq)]

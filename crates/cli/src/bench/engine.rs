@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use facegate_eval::batch::run_parallel;
-use facegate_vision::{EngineOptions, FaceEngine, ModelsDir, StageTimings, ThreadOptions};
+use facegate_vision::models::{SFACE_FP32, SFACE_INT8_RECOGNIZER};
+use facegate_vision::{EngineOptions, FaceEngine, ModelsDir, Recognizer, StageTimings, ThreadOptions};
 use serde::Serialize;
 
 use super::median;
@@ -61,7 +62,19 @@ struct Report {
     sample_stages: Option<StageMedians>,
     sface_batch1_ms: f64,
     sface_batch8_ms_per_face: f64,
+    /// The int8 SFace in the same run, when `make int8` has made it.
+    sface_int8: Option<Int8Speed>,
     lfw_throughput: Vec<Throughput>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Int8Speed {
+    batch1_ms: f64,
+    batch8_ms_per_face: f64,
+    /// fp32 time over int8 time: above 1 means int8 is faster.
+    speedup_batch1: f64,
+    speedup_batch8: f64,
 }
 
 /// A worker layout to measure.
@@ -138,7 +151,23 @@ pub fn run(models: &ModelsDir, args: &BenchArgs) -> Result<()> {
         Some(stage_medians(models, &sample_bytes)?)
     };
     eprintln!("SFace alone");
-    let (sface_batch1_ms, sface_batch8_ms_per_face) = sface_medians(models, &lfw_bytes[0])?;
+    let (sface_batch1_ms, sface_batch8_ms_per_face) = sface_medians(models, &lfw_bytes[0], SFACE_FP32)?;
+    let sface_int8 = match models.verified(&SFACE_INT8_RECOGNIZER.file) {
+        Err(e) => {
+            eprintln!("int8 SFace skipped ({e}); `make int8` makes it");
+            None
+        }
+        Ok(_) => {
+            eprintln!("int8 SFace alone");
+            let (batch1_ms, batch8_ms_per_face) = sface_medians(models, &lfw_bytes[0], SFACE_INT8_RECOGNIZER)?;
+            Some(Int8Speed {
+                batch1_ms,
+                batch8_ms_per_face,
+                speedup_batch1: sface_batch1_ms / batch1_ms,
+                speedup_batch8: sface_batch8_ms_per_face / batch8_ms_per_face,
+            })
+        }
+    };
     let mut lfw_throughput = Vec::new();
     for layout in &LAYOUTS {
         eprintln!("throughput: {}", layout.name);
@@ -155,6 +184,7 @@ pub fn run(models: &ModelsDir, args: &BenchArgs) -> Result<()> {
         sample_stages,
         sface_batch1_ms,
         sface_batch8_ms_per_face,
+        sface_int8,
         lfw_throughput,
     };
     print_report(&report);
@@ -211,8 +241,12 @@ fn stage_medians(models: &ModelsDir, images: &[Vec<u8>]) -> Result<StageMedians>
 }
 
 /// Median SFace time for one face, alone and in a batch of eight.
-fn sface_medians(models: &ModelsDir, image: &[u8]) -> Result<(f64, f64)> {
-    let mut engine = FaceEngine::load(models, EngineOptions::default())?;
+fn sface_medians(models: &ModelsDir, image: &[u8], recognizer: Recognizer) -> Result<(f64, f64)> {
+    let options = EngineOptions {
+        recognizer,
+        ..EngineOptions::default()
+    };
+    let mut engine = FaceEngine::load(models, options)?;
     let decoded = engine.decode(image)?;
     let located = engine.locate(&decoded, &mut StageTimings::default())?;
     let one = vec![located.aligned.clone()];
@@ -263,6 +297,12 @@ fn print_report(r: &Report) {
         "SFace alone: batch 1 {:.2} ms/face, batch 8 {:.2} ms/face",
         r.sface_batch1_ms, r.sface_batch8_ms_per_face
     );
+    if let Some(q) = &r.sface_int8 {
+        println!(
+            "SFace int8:  batch 1 {:.2} ms/face (x{:.2} vs fp32), batch 8 {:.2} ms/face (x{:.2})",
+            q.batch1_ms, q.speedup_batch1, q.batch8_ms_per_face, q.speedup_batch8
+        );
+    }
     println!("end-to-end throughput on LFW (median of runs):");
     for t in &r.lfw_throughput {
         println!(
