@@ -169,10 +169,14 @@ impl Embedded {
 }
 
 pub fn run(models: &ModelsDir, args: &CalibrateArgs) -> Result<()> {
+    let version = args.recognizer.version;
+    // Operator files and the cross-validation lean on fp32's built-in tables.
+    if version != MODEL_VERSION && (args.dataset.is_some() || args.cross_validate.is_some()) {
+        bail!("--recognizer {version} measures the built-in table only (no --dataset or --cross-validate)");
+    }
     if let Some(dir) = &args.dataset {
         return run_operator(models, args, dir);
     }
-    let version = args.recognizer.version;
     if version != MODEL_VERSION && !args.dry_run && args.output.is_none() {
         bail!("--recognizer {version} needs --dry-run or --output: the built-in paths hold {MODEL_VERSION}'s tables");
     }

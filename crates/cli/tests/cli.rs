@@ -354,6 +354,15 @@ fn recognizer_choice_is_checked_and_int8_never_overwrites_the_builtin_table() {
     let out = facegate(&["calibrate", "--recognizer", "sface-2021dec-int8"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("needs --dry-run or --output"));
+    let out = facegate(&[
+        "calibrate",
+        "--recognizer",
+        "sface-2021dec-int8",
+        "--cross-validate",
+        "5",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("built-in table only"));
 }
 
 #[test]
