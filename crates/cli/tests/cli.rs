@@ -19,6 +19,14 @@ fn ok_json(args: &[&str]) -> Value {
     serde_json::from_slice(&out.stdout).expect("JSON on stdout")
 }
 
+/// Runs `args`, which must fail with `message` on stderr.
+fn fails_with(args: &[&str], message: &str) {
+    let out = facegate(args);
+    assert!(!out.status.success(), "{args:?} succeeded");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(message), "{args:?}: {stderr}");
+}
+
 fn sample(name: &str) -> String {
     models_dir().join("samples").join(name).display().to_string()
 }
@@ -130,24 +138,18 @@ fn unsupported_and_faceless_inputs_fail_clearly() {
     let dir = tempfile::tempdir().expect("tempdir");
     let gif = dir.path().join("photo.jpg");
     std::fs::write(&gif, b"GIF89a\x01\x00\x01\x00\x00\x00\x00;").expect("write");
-    let out = facegate(&["embed", &gif.display().to_string()]);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("unsupported media type"));
+    fails_with(&["embed", &gif.display().to_string()], "unsupported media type");
     let blank = dir.path().join("blank.png");
     image::RgbImage::from_pixel(200, 200, image::Rgb([128, 128, 128]))
         .save(&blank)
         .expect("png");
-    let out = facegate(&["embed", &blank.display().to_string()]);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no face"));
+    fails_with(&["embed", &blank.display().to_string()], "no face");
 }
 
 #[test]
 fn compare_rejects_a_level_out_of_range() {
     let photo = sample("Female_40_1_1_1.jpg");
-    let out = facegate(&["compare", &photo, &photo, "--min-level", "6"]);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("between 1 and 5"));
+    fails_with(&["compare", &photo, &photo, "--min-level", "6"], "between 1 and 5");
 }
 
 #[test]
@@ -155,9 +157,10 @@ fn models_verify_passes_and_a_broken_dir_names_the_fix() {
     let out = facegate(&["models", "verify"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let empty = tempfile::tempdir().expect("tempdir");
-    let out = facegate(&["models", "verify", "--models-dir", &empty.path().display().to_string()]);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("make setup"));
+    fails_with(
+        &["models", "verify", "--models-dir", &empty.path().display().to_string()],
+        "make setup",
+    );
 }
 
 #[test]
@@ -348,21 +351,21 @@ fn server_logs_carry_no_colour_codes_off_a_terminal() {
 
 #[test]
 fn recognizer_choice_is_checked_and_int8_never_overwrites_the_builtin_table() {
-    let out = facegate(&["eval", "lfw", "--recognizer", "sface-1999"]);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("sface-2021dec-int8"));
-    let out = facegate(&["calibrate", "--recognizer", "sface-2021dec-int8"]);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("needs --dry-run or --output"));
-    let out = facegate(&[
-        "calibrate",
-        "--recognizer",
-        "sface-2021dec-int8",
-        "--cross-validate",
-        "5",
-    ]);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("built-in table only"));
+    fails_with(&["eval", "lfw", "--recognizer", "sface-1999"], "sface-2021dec-int8");
+    fails_with(
+        &["calibrate", "--recognizer", "sface-2021dec-int8"],
+        "needs --dry-run or --output",
+    );
+    fails_with(
+        &[
+            "calibrate",
+            "--recognizer",
+            "sface-2021dec-int8",
+            "--cross-validate",
+            "5",
+        ],
+        "built-in table only",
+    );
 }
 
 #[test]
