@@ -31,10 +31,14 @@ pub struct CropsArgs {
 
 /// The first image of `count` people spread evenly over `ids`' people.
 fn spread_people(ids: &[ImageId], count: usize) -> Vec<ImageId> {
-    let mut firsts: Vec<ImageId> = ids.iter().filter(|id| id.index == 1).cloned().collect();
-    let stride = (firsts.len() / count.max(1)).max(1);
-    firsts = firsts.into_iter().step_by(stride).take(count).collect();
-    firsts
+    let people = ids.iter().filter(|id| id.index == 1).count();
+    let stride = (people / count.max(1)).max(1);
+    ids.iter()
+        .filter(|id| id.index == 1)
+        .step_by(stride)
+        .take(count)
+        .cloned()
+        .collect()
 }
 
 pub fn run(models: &ModelsDir, args: &CropsArgs) -> Result<()> {
