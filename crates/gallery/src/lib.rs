@@ -7,7 +7,9 @@
 //! a finer score:
 //!
 //! 1. the Hamming distance of every sketch to the query's keeps a shortlist
-//!    of [`prefilter_len`] faces (0.4% of the partition, and at least 4,000);
+//!    of [`prefilter_len`] faces (0.4% of the partition, and at least 4,000;
+//!    past [`SLICE_MIN`] faces, one slice of the partition per core, each
+//!    keeping its share);
 //! 2. the int8 dot product re-ranks that shortlist to the best `k`;
 //! 3. the caller re-ranks those `k` with the exact f32 templates from
 //!    storage, so the similarity it reports and decides on is exact.
@@ -60,6 +62,8 @@ pub struct Partition {
     scales: Vec<f32>,
     position: HashMap<FaceKey, usize>,
     exact_max: usize,
+    /// [`SLICE_MIN`], lowered by tests.
+    slice_min: usize,
 }
 
 impl Default for Partition {
@@ -81,6 +85,7 @@ impl Partition {
             scales: Vec::with_capacity(n),
             position: HashMap::with_capacity(n),
             exact_max: EXACT_MAX,
+            slice_min: SLICE_MIN,
         }
     }
 
@@ -88,6 +93,12 @@ impl Partition {
     /// ([`EXACT_MAX`] unless set).
     pub fn with_exact_max(mut self, faces: usize) -> Self {
         self.exact_max = faces;
+        self
+    }
+
+    #[cfg(test)]
+    fn with_slice_min(mut self, faces: usize) -> Self {
+        self.slice_min = faces;
         self
     }
 
@@ -147,15 +158,63 @@ impl Partition {
 
     /// The `k` best of the `prefilter` faces nearest by sketch, by int8
     /// score, best first.
+    ///
+    /// A partition of at least [`SLICE_MIN`] faces is cut into one slice
+    /// per core, and each slice keeps its own share of the shortlist: the
+    /// sketch scan reads memory as fast as it can be streamed, so one core
+    /// alone cannot reach the bandwidth that two can.
     pub fn prefiltered_search(&self, query: &[f32], k: usize, prefilter: usize) -> Vec<Candidate> {
-        let q = quantize(query);
-        let mut top = TopK::new(k);
-        for i in sketch::nearest(&sketch::sketch(query), &self.sketches, prefilter) {
-            let i = i as usize;
-            let code = &self.codes[i * DIM..(i + 1) * DIM];
-            top.offer(score(&q, code, self.scales[i]), i);
-        }
+        let query = Query {
+            code: quantize(query),
+            sketch: sketch::sketch(query),
+        };
+        let slices = slice_count(self.len(), self.slice_min);
+        let step = self.len().div_ceil(slices).max(1);
+        let want = prefilter.div_ceil(slices);
+        let search = |slice: usize| {
+            let start = (slice * step).min(self.len());
+            self.slice_search(&query, start..(start + step).min(self.len()), k, want)
+        };
+        let top = std::thread::scope(|scope| {
+            let others: Vec<_> = (1..slices).map(|s| scope.spawn(move || search(s))).collect();
+            let mut top = search(0);
+            for other in others {
+                // A panic in a slice is a bug; it goes on as this thread's.
+                let found = other.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                top.merge(found);
+            }
+            top
+        });
         self.candidates(top)
+    }
+
+    /// The best `k` by int8 score of the `want` faces of `range` nearest
+    /// by sketch.
+    fn slice_search(&self, query: &Query, range: std::ops::Range<usize>, k: usize, want: usize) -> TopK {
+        let start = range.start;
+        let mut shortlist = sketch::nearest(&query.sketch, &self.sketches[range], want);
+        for i in &mut shortlist {
+            *i += start as u32;
+        }
+        let mut top = TopK::new(k);
+        self.rerank(&query.code, &shortlist, &mut top);
+        top
+    }
+
+    /// Scores the shortlisted faces on their int8 codes. The faces are
+    /// scattered over the whole partition, so each read would wait on
+    /// memory; asking for the face a few places ahead overlaps those waits.
+    fn rerank(&self, query: &Code, shortlist: &[u32], top: &mut TopK) {
+        const AHEAD: usize = 8;
+        for (n, &i) in shortlist.iter().enumerate() {
+            if let Some(&next) = shortlist.get(n + AHEAD) {
+                let next = next as usize;
+                prefetch(&self.codes[next * DIM..(next + 1) * DIM]);
+                prefetch(&self.scales[next..=next]);
+            }
+            let i = i as usize;
+            top.offer(score(query, &self.codes[i * DIM..(i + 1) * DIM], self.scales[i]), i);
+        }
     }
 
     /// The `k` best faces by the int8 scan of every face, best first.
@@ -181,6 +240,43 @@ impl Partition {
     pub const BYTES_PER_FACE: usize = 16 + 16 + DIM + 4;
 }
 
+/// Partitions of at least this many faces are searched one slice per core.
+pub const SLICE_MIN: usize = 500_000;
+
+/// How many slices a search of `faces` runs in: one per core (at most 8)
+/// for large partitions, else one.
+fn slice_count(faces: usize, slice_min: usize) -> usize {
+    if faces < slice_min {
+        return 1;
+    }
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get().min(8)))
+}
+
+/// A query in the two forms the stages compare.
+struct Query {
+    code: Code,
+    sketch: Sketch,
+}
+
+/// Asks the CPU to start loading `data`'s cache lines.
+#[inline(always)]
+fn prefetch<T>(data: &[T]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        let bytes = std::mem::size_of_val(data);
+        let base = data.as_ptr().cast::<i8>();
+        for offset in (0..bytes).step_by(64) {
+            // SAFETY: a prefetch is only a hint: it never faults and
+            // changes nothing, and the address lies inside `data` anyway.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(base.add(offset)) };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = data;
+}
+
 /// A bounded best-k collector: a small sorted array beats a heap for the k
 /// (≤ 64) used here.
 struct TopK {
@@ -204,6 +300,13 @@ impl TopK {
         let at = self.items.partition_point(|(s, _)| *s >= score);
         self.items.insert(at, (score, index));
         self.items.truncate(self.k);
+    }
+
+    /// Adds another collector's items (same `k`).
+    fn merge(&mut self, other: TopK) {
+        for (score, index) in other.items {
+            self.offer(score, index);
+        }
     }
 
     fn into_sorted(self) -> Vec<(f32, usize)> {
@@ -310,5 +413,32 @@ mod tests {
         );
         let score = p.search(&unit(9), 1)[0].score;
         assert!((score - 1.0).abs() < 0.02, "{score}");
+    }
+
+    #[test]
+    fn a_search_in_slices_finds_what_one_slice_finds() {
+        let mut whole = Partition::new();
+        let mut sliced = Partition::new().with_slice_min(0);
+        for i in 0..30_001u64 {
+            whole.insert(u128::from(i), &unit(i));
+            sliced.insert(u128::from(i), &unit(i));
+        }
+        for i in [0u64, 15_000, 30_000] {
+            let mut query = unit(i);
+            query[0] += 0.3;
+            let one = whole.prefiltered_search(&query, 5, 4000);
+            let many = sliced.prefiltered_search(&query, 5, 4000);
+            assert_eq!(many.len(), 5);
+            assert_eq!(one[0].key, u128::from(i), "first, middle and last face");
+            assert_eq!(many[0], one[0]);
+        }
+        let mut tiny = Partition::new().with_slice_min(0);
+        assert!(tiny.prefiltered_search(&unit(1), 3, 10).is_empty());
+        tiny.insert(1, &unit(1));
+        assert_eq!(
+            tiny.prefiltered_search(&unit(1), 3, 10)[0].key,
+            1,
+            "more slices than faces"
+        );
     }
 }

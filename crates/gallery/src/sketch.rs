@@ -118,11 +118,18 @@ fn nearest_generic(query: &Sketch, sketches: &[Sketch], want: usize) -> Vec<u32>
         for (d, s) in distances.iter_mut().zip(block) {
             *d = hamming(query, s);
         }
+        // A bit mask of the block's faces within the cut-off: a compare the
+        // compiler vectorises, so the mostly empty blocks cost no branches.
+        let mut within = 0u64;
+        for (i, &d) in distances.iter().enumerate() {
+            within |= u64::from(d <= cutoff) << i;
+        }
+        within &= u64::MAX >> (BLOCK - block.len());
         let base = (b * BLOCK) as u32;
-        for (i, &d) in distances.iter().enumerate().take(block.len()) {
-            if d <= cutoff {
-                kept.push((d, base + i as u32));
-            }
+        while within != 0 {
+            let i = within.trailing_zeros();
+            kept.push((distances[i as usize], base + i));
+            within &= within - 1;
         }
         if kept.len() >= 2 * want {
             cutoff = cutoff_keeping(&kept, want);

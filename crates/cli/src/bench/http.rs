@@ -19,7 +19,8 @@ use facegate_server::at_rest::{DatabaseUrl, MasterKey, StorageConfig};
 use facegate_vision::ModelsDir;
 use serde::Serialize;
 
-use super::percentile_sorted;
+use super::engine::ms;
+use super::{median, percentile_sorted};
 use crate::eval::lfw_dir;
 
 #[derive(Args)]
@@ -213,6 +214,54 @@ fn start_server(models: &ModelsDir, data: &Path, storage: &StorageConfig, port: 
             .env("FACEGATE_MASTER_KEY", &key.0);
     }
     Ok(Server(command.spawn().context("starting facegate serve")?))
+}
+
+/// Median latency of sequential match requests on one fresh server, one
+/// median per kind of body; the kinds are alternated request by request so
+/// that the machine's drift touches them alike.
+pub(super) fn sequential_match_medians(models: &ModelsDir, kinds: &[Vec<String>], requests: usize) -> Result<Vec<f64>> {
+    let BenchServer {
+        server: _server,
+        base,
+        client_id,
+        secret,
+        data: _data,
+    } = bench_server(models, None, "face:match")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let http = reqwest::Client::new();
+        wait_ready(&http, &base).await?;
+        let token = token(&http, &base, &client_id, &secret).await?;
+        let url = format!("{base}/api/v1/face/match");
+        let send = |body: &String| {
+            let request = http
+                .post(&url)
+                .bearer_auth(&token)
+                .header("content-type", "application/json");
+            let body = body.clone();
+            async move {
+                let start = Instant::now();
+                let response = request.body(body).send().await?;
+                let status = response.status();
+                let text = response.text().await?;
+                if !status.is_success() {
+                    bail!("match answered {status}: {text}");
+                }
+                anyhow::Ok(ms(start.elapsed()))
+            }
+        };
+        // Warm-up: the first request of each kind allocates ONNX Runtime's arenas.
+        for bodies in kinds {
+            send(bodies.first().context("no request bodies")?).await?;
+        }
+        let mut times = vec![Vec::with_capacity(requests); kinds.len()];
+        for i in 0..requests {
+            for (bodies, times) in kinds.iter().zip(&mut times) {
+                times.push(send(&bodies[i % bodies.len()]).await?);
+            }
+        }
+        Ok(times.into_iter().map(median).collect())
+    })
 }
 
 /// JSON bodies for the first 300 same-person and 300 different-person pairs.

@@ -29,7 +29,7 @@ use serde::Serialize;
 
 use super::engine::ms;
 use super::gallery::Rng;
-use super::http::{BenchServer, bench_server, match_bodies, token, wait_ready};
+use super::http::{match_bodies, sequential_match_medians};
 use super::median;
 use crate::eval::{calibration, dataset_dir, lfw_dir};
 
@@ -297,46 +297,10 @@ fn served_medians(models: &ModelsDir, args: &PhotosArgs, photos: &[Photo]) -> Re
                 .to_string()
         })
         .collect();
-    let BenchServer {
-        server: _server,
-        base,
-        client_id,
-        secret,
-        data: _data,
-    } = bench_server(models, None, "face:match")?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(async {
-        let http = reqwest::Client::new();
-        wait_ready(&http, &base).await?;
-        let token = token(&http, &base, &client_id, &secret).await?;
-        let url = format!("{base}/api/v1/face/match");
-        let send = |body: &String| {
-            let request = http
-                .post(&url)
-                .bearer_auth(&token)
-                .header("content-type", "application/json");
-            let body = body.clone();
-            async move {
-                let start = Instant::now();
-                let response = request.body(body).send().await?;
-                let status = response.status();
-                let text = response.text().await?;
-                if !status.is_success() {
-                    bail!("match answered {status}: {text}");
-                }
-                anyhow::Ok(ms(start.elapsed()))
-            }
-        };
-        // Warm-up: the first request of each kind allocates ONNX Runtime's arenas.
-        send(&lfw_bodies[0]).await?;
-        send(&large_bodies[0]).await?;
-        let (mut small, mut large) = (Vec::new(), Vec::new());
-        for i in 0..args.requests {
-            small.push(send(&lfw_bodies[i % lfw_bodies.len()]).await?);
-            large.push(send(&large_bodies[i % large_bodies.len()]).await?);
-        }
-        Ok((median(small), median(large)))
-    })
+    match sequential_match_medians(models, &[lfw_bodies, large_bodies], args.requests)?[..] {
+        [small, large] => Ok((small, large)),
+        _ => bail!("expected two medians"),
+    }
 }
 
 fn print_report(r: &Report) {
