@@ -24,6 +24,9 @@ pub struct ServeArgs {
     /// Inference jobs that may wait before the API answers 503 [default: 64].
     #[arg(long, env = "FACEGATE_QUEUE_CAPACITY")]
     queue_capacity: Option<usize>,
+    /// Most faces a worker embeds in one SFace call under load [default: 1, no batching].
+    #[arg(long, env = "FACEGATE_EMBED_BATCH")]
+    embed_batch: Option<usize>,
     /// Seconds a face session lives [default: 600].
     #[arg(long, env = "FACEGATE_SESSION_TTL")]
     session_ttl: Option<i64>,
@@ -58,6 +61,7 @@ pub fn run(args: ServeArgs, storage: PartialConfig, models_dir: Option<PathBuf>)
         log_format: args.log_format,
         workers: args.workers,
         queue_capacity: args.queue_capacity,
+        embed_batch: args.embed_batch,
         session_ttl: args.session_ttl,
         demo: args.demo.then_some(true),
         calibration: args.calibration,

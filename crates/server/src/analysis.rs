@@ -1,11 +1,11 @@
 //! Running the vision pipeline for a request: base64 field → bytes →
 //! analysis on the inference pool, with the API's size and face rules.
 
-use facegate_vision::Analysis;
+use facegate_vision::{Analysis, Prepared};
 
 use crate::error::{ApiError, ErrorCode};
 use crate::extract::{base64_image, check_image_size};
-use crate::inference::Admission;
+use crate::inference::{Admission, PoolError};
 use crate::state::AppState;
 
 /// A request image, decoded and analysed.
@@ -36,13 +36,13 @@ pub async fn analyze(
     let max_bytes = state.config.limits.max_bytes;
     let min_interocular = state.config.min_interocular;
     let result = admission
-        .run(move |engine| {
+        .analyze(move |engine| {
             // Decoding base64 is CPU work too: keep it off the async threads.
             let bytes = base64_image(field, &base64, max_bytes)?;
-            analyze_in(engine, field, bytes, min_interocular, keep)
+            prepare(engine, field, bytes, min_interocular, keep)
         })
         .await;
-    result.unwrap_or_else(|e| Err(ApiError::internal(e)))
+    finished(result)
 }
 
 /// Analyses an image that arrived as raw bytes (a multipart part).
@@ -56,27 +56,32 @@ pub async fn analyze_bytes(
     check_image_size(field, bytes.len(), state.config.limits.max_bytes)?;
     let min_interocular = state.config.min_interocular;
     let result = admission
-        .run(move |engine| analyze_in(engine, field, bytes, min_interocular, keep))
+        .analyze(move |engine| prepare(engine, field, bytes, min_interocular, keep))
         .await;
-    result.unwrap_or_else(|e| Err(ApiError::internal(e)))
+    finished(result)
 }
 
-fn analyze_in(
+fn finished(result: Result<Result<(Analysis, Vec<u8>), ApiError>, PoolError>) -> Result<Analysed, ApiError> {
+    let (analysis, bytes) = result.unwrap_or_else(|e| Err(ApiError::internal(e)))?;
+    record_stages(&analysis);
+    Ok(Analysed { analysis, bytes })
+}
+
+/// Everything but the embedding, which the pool may share with other
+/// requests: the face is refused as too small before SFace runs on it.
+fn prepare(
     engine: &mut facegate_vision::FaceEngine,
     field: &str,
     bytes: Vec<u8>,
     min_interocular: f32,
     keep: Keep,
-) -> Result<Analysed, ApiError> {
-    let analysis = engine.analyze(&bytes).map_err(|e| ApiError::from_vision(field, e))?;
-    record_stages(&analysis);
-    if analysis.face.quality.interocular < min_interocular {
+) -> Result<(Prepared, Vec<u8>), ApiError> {
+    let prepared = engine.prepare(&bytes).map_err(|e| ApiError::from_vision(field, e))?;
+    let interocular = prepared.quality().interocular;
+    if interocular < min_interocular {
         return Err(ApiError::new(
             ErrorCode::FaceTooSmall,
-            format!(
-                "{field}: the face is too small (eyes {:.0} px apart, {min_interocular:.0} needed)",
-                analysis.face.quality.interocular
-            ),
+            format!("{field}: the face is too small (eyes {interocular:.0} px apart, {min_interocular:.0} needed)"),
         ));
     }
     // What is stored (gallery, ID photo) keeps no EXIF, GPS or comments.
@@ -85,7 +90,7 @@ fn analyze_in(
             .map_err(|e| ApiError::from_vision(field, e.into()))?,
         Keep::Nothing => Vec::new(),
     };
-    Ok(Analysed { analysis, bytes })
+    Ok((prepared, bytes))
 }
 
 fn record_stages(a: &Analysis) {

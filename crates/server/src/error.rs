@@ -252,6 +252,14 @@ impl ApiError {
     }
 }
 
+/// A failure after a face was prepared, when only its embedding was left:
+/// the model's fault, never the request's, so it is always a 500.
+impl From<VisionError> for ApiError {
+    fn from(e: VisionError) -> Self {
+        Self::internal(e)
+    }
+}
+
 /// Marker placed on error responses for `render_errors`.
 #[derive(Debug, Clone)]
 pub struct PendingError {

@@ -7,15 +7,34 @@
 //! Reserving per request (not per job) means a refused request never leaves
 //! half its work in the queue, so overload costs neither memory, nor
 //! unbounded latency, nor throughput.
+//!
+//! Micro-batching (`embed_batch` above 1): a worker that takes an analysis
+//! job also takes its share of the analyses waiting behind it, up to
+//! `embed_batch` in all, prepares each (decode, detect, align) and embeds
+//! them in one SFace call. It never waits for work to arrive, so a lone
+//! request is not delayed, and it takes only its share of the queue, so the
+//! other workers are not left idle.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use crossbeam_channel::{Sender, unbounded};
-use facegate_vision::{EngineOptions, FaceEngine, ModelError, ModelsDir};
+use crossbeam_channel::Receiver;
+use facegate_vision::{Analysis, EngineOptions, FaceEngine, ModelError, ModelsDir, Prepared, VisionError};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
-type Job = Box<dyn FnOnce(&mut FaceEngine) + Send>;
+/// What is left of an analysis job once its face is prepared: it takes the
+/// finished analysis (or why embedding failed) and replies.
+type Finish = Box<dyn FnOnce(Result<Analysis, VisionError>) + Send>;
+/// Prepares an analysis; `None` when it has already replied (with an error).
+type Prepare = Box<dyn FnOnce(&mut FaceEngine) -> Option<(Prepared, Finish)> + Send>;
+
+enum Job {
+    /// Any work on an engine.
+    Run(Box<dyn FnOnce(&mut FaceEngine) + Send>),
+    /// An analysis whose SFace call may be shared with other jobs'.
+    Analyze(Prepare),
+}
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PoolError {
@@ -42,15 +61,26 @@ pub struct Admission {
 impl InferencePool {
     /// Starts `workers` threads, each after loading its engine. At most
     /// `workers + queue` jobs are admitted at once.
-    pub fn start(models: &ModelsDir, options: EngineOptions, workers: usize, queue: usize) -> Result<Self, ModelError> {
+    /// A worker embeds up to `embed_batch` faces in one call (1: no batching).
+    pub fn start(
+        models: &ModelsDir,
+        options: EngineOptions,
+        workers: usize,
+        queue: usize,
+        embed_batch: usize,
+    ) -> Result<Self, ModelError> {
         // Unbounded is safe: admission caps what can be in it.
         let (jobs, receiver) = unbounded::<Job>();
+        let batching = Batching {
+            workers: workers.max(1),
+            max: embed_batch.max(1),
+        };
         for n in 0..workers.max(1) {
             let engine = FaceEngine::load(models, options)?;
             let receiver = receiver.clone();
             std::thread::Builder::new()
                 .name(format!("inference-{n}"))
-                .spawn(move || worker(engine, receiver))
+                .spawn(move || worker(engine, receiver, batching))
                 .map_err(|e| ModelError::Ort(format!("spawning an inference thread: {e}")))?;
         }
         let capacity = workers.max(1) + queue;
@@ -92,21 +122,103 @@ impl Admission {
         F: FnOnce(&mut FaceEngine) -> T + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
-        let job: Job = Box::new(move |engine| {
+        let job = Job::Run(Box::new(move |engine| {
             // A panic in one job must not take the worker down; the caller
             // then sees a closed channel and answers 500.
             if let Ok(value) = std::panic::catch_unwind(AssertUnwindSafe(|| f(engine))) {
                 let _ = reply.send(value);
             }
-        });
+        }));
+        self.pool.jobs.send(job).map_err(|_| PoolError::Failed)?;
+        answer.await.map_err(|_| PoolError::Failed)
+    }
+
+    /// Runs `prepare` on a worker's engine, then embeds its face, possibly
+    /// in one SFace call with other requests' faces. `prepare` returns the
+    /// prepared face and whatever else the caller wants back with it.
+    pub async fn analyze<T, E, F>(&self, prepare: F) -> Result<Result<(Analysis, T), E>, PoolError>
+    where
+        T: Send + 'static,
+        E: From<VisionError> + Send + 'static,
+        F: FnOnce(&mut FaceEngine) -> Result<(Prepared, T), E> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job = Job::Analyze(Box::new(move |engine| {
+            match std::panic::catch_unwind(AssertUnwindSafe(|| prepare(engine))) {
+                Ok(Ok((prepared, extra))) => {
+                    let finish: Finish = Box::new(move |analysis| {
+                        let _ = reply.send(analysis.map(|a| (a, extra)).map_err(E::from));
+                    });
+                    Some((prepared, finish))
+                }
+                Ok(Err(e)) => {
+                    let _ = reply.send(Err(e));
+                    None
+                }
+                // As in `run`: the dropped reply answers 500.
+                Err(_) => None,
+            }
+        }));
         self.pool.jobs.send(job).map_err(|_| PoolError::Failed)?;
         answer.await.map_err(|_| PoolError::Failed)
     }
 }
 
-fn worker(mut engine: FaceEngine, queue: crossbeam_channel::Receiver<Job>) {
+/// How many analyses a worker takes at once.
+#[derive(Clone, Copy)]
+struct Batching {
+    workers: usize,
+    max: usize,
+}
+
+impl Batching {
+    /// Analyses to take besides the one in hand, with `waiting` queued: an
+    /// equal share among the workers, so that none is left idle.
+    fn extra(&self, waiting: usize) -> usize {
+        (waiting / self.workers).min(self.max - 1)
+    }
+}
+
+fn worker(mut engine: FaceEngine, queue: Receiver<Job>, batching: Batching) {
     while let Ok(job) = queue.recv() {
-        job(&mut engine);
+        match job {
+            Job::Run(f) => f(&mut engine),
+            Job::Analyze(first) => analyze_batch(&mut engine, &queue, batching, first),
+        }
+    }
+}
+
+/// Prepares `first` and its share of the waiting analyses, then embeds them
+/// together. Other jobs met on the way run at once.
+fn analyze_batch(engine: &mut FaceEngine, queue: &Receiver<Job>, batching: Batching, first: Prepare) {
+    let mut batch: Vec<(Prepared, Finish)> = first(engine).into_iter().collect();
+    for _ in 0..batching.extra(queue.len()) {
+        match queue.try_recv() {
+            Ok(Job::Analyze(prepare)) => batch.extend(prepare(engine)),
+            Ok(Job::Run(f)) => f(engine),
+            Err(_) => break,
+        }
+    }
+    if batch.is_empty() {
+        return;
+    }
+    let (prepared, finishes): (Vec<Prepared>, Vec<Finish>) = batch.into_iter().unzip();
+    metrics::histogram!("facegate_embed_batch_size").record(prepared.len() as f64);
+    match std::panic::catch_unwind(AssertUnwindSafe(|| engine.finish_batch(prepared))) {
+        Ok(Ok(analyses)) => {
+            for (analysis, finish) in analyses.into_iter().zip(finishes) {
+                finish(Ok(analysis));
+            }
+        }
+        // Every request of the batch fails alike (the error is not Clone).
+        Ok(Err(e)) => {
+            let message = e.to_string();
+            for finish in finishes {
+                finish(Err(VisionError::Model(ModelError::Ort(message.clone()))));
+            }
+        }
+        // A panic drops the replies: each caller answers 500.
+        Err(_) => {}
     }
 }
 

@@ -84,8 +84,8 @@ impl Application {
                 limits: config.limits,
                 ..EngineOptions::default()
             };
-            let (workers, capacity) = (config.workers, config.queue_capacity);
-            tokio::task::spawn_blocking(move || InferencePool::start(&models, options, workers, capacity))
+            let (workers, capacity, batch) = (config.workers, config.queue_capacity, config.embed_batch);
+            tokio::task::spawn_blocking(move || InferencePool::start(&models, options, workers, capacity, batch))
                 .await
                 .map_err(std::io::Error::other)??
         };

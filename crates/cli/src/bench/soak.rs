@@ -134,7 +134,7 @@ pub fn run(models: &ModelsDir, args: &SoakArgs) -> Result<()> {
         client_id,
         secret,
         data: _data,
-    } = bench_server(models, None, "all")?;
+    } = bench_server(models, None, "all", &[])?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let report = runtime.block_on(async {
         let http = reqwest::Client::new();
