@@ -1,5 +1,5 @@
 # facegate: the README's two commands are `make run` and `make test`.
-.PHONY: setup web-setup services api-tools build run test lint bench fuzz int8
+.PHONY: setup web-setup services api-tools python-reference build run test lint bench fuzz int8
 
 setup: ## fetch and verify the models and ONNX Runtime (idempotent)
 	bash scripts/fetch-models.sh
@@ -12,6 +12,9 @@ services: ## PostgreSQL and nginx for the storage and multi-node tests (idempote
 
 api-tools: ## schemathesis and openapi-python-client for the conformance test (idempotent)
 	bash scripts/install-api-tools.sh
+
+python-reference: ## the Python pipeline `facegate bench http --python-reference` measures against (benchmarks only)
+	bash scripts/install-python-reference.sh
 
 build: setup
 	cargo build --release -p facegate

@@ -18,8 +18,8 @@
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
-use crossbeam_channel::{Sender, unbounded};
 use crossbeam_channel::Receiver;
+use crossbeam_channel::{Sender, unbounded};
 use facegate_vision::{Analysis, EngineOptions, FaceEngine, ModelError, ModelsDir, Prepared, VisionError};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
@@ -241,5 +241,22 @@ impl<const JOBS: u32> axum::extract::FromRequestParts<crate::state::AppState> fo
             )
             .retry_after(1)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Batching;
+
+    #[test]
+    fn a_worker_takes_its_share_of_the_queue_and_no_more_than_the_batch() {
+        let batching = Batching { workers: 2, max: 8 };
+        // One waiting job is the other worker's: no batch.
+        assert_eq!(batching.extra(0), 0);
+        assert_eq!(batching.extra(1), 0);
+        assert_eq!(batching.extra(5), 2);
+        assert_eq!(batching.extra(60), 7);
+        // Batching off: never more than the job in hand.
+        assert_eq!(Batching { workers: 1, max: 1 }.extra(60), 0);
     }
 }

@@ -224,3 +224,59 @@ async fn a_full_queue_answers_503_with_retry_after() {
     assert_eq!(busy.headers()["retry-after"], "1");
     assert_error(busy, 503, "service_busy").await;
 }
+
+/// Micro-batching: under concurrent load a worker embeds several queued
+/// faces in one SFace call, and every answer is the one it gets alone.
+#[tokio::test]
+async fn micro_batched_matches_answer_as_they_do_one_at_a_time() {
+    let app = TestApp::spawn_with(|c| c.embed_batch = 8).await;
+    let token = matcher(&app).await;
+    let photos: Vec<Vec<u8>> = [
+        "Female_40_1_1_1.jpg",
+        "Female_40_1_2_1.jpg",
+        "Female_40_2_1_1.jpg",
+        "Male_40_1_1_1.jpg",
+    ]
+    .into_iter()
+    .map(sample)
+    .collect();
+    let pairs: Vec<(usize, usize)> = (0..24).map(|i| (i % 4, (i / 4 + i) % 4)).collect();
+    let similarity = |(a, b): (usize, usize)| {
+        let (app, token, photos) = (&app, &token, &photos);
+        async move {
+            let response = app.match_images(token, &photos[a], &photos[b], None).await;
+            assert_eq!(response.status(), 200, "pair {a}-{b}");
+            let body: Value = response.json().await.expect("json");
+            body["similarity"].as_f64().expect("similarity")
+        }
+    };
+    let mut alone = Vec::new();
+    for &pair in &pairs {
+        alone.push(similarity(pair).await);
+    }
+    let batches_before = batched_faces(&app).await;
+    let together = futures::future::join_all(pairs.iter().map(|&p| similarity(p))).await;
+    for ((a, b), pair) in alone.iter().zip(&together).zip(&pairs) {
+        assert!((a - b).abs() < 1e-4, "pair {pair:?}: {a} alone, {b} in a batch");
+    }
+    let (count, sum) = batched_faces(&app).await;
+    assert!(
+        sum - batches_before.1 > count - batches_before.0,
+        "no SFace call embedded more than one face"
+    );
+}
+
+/// The embed-batch histogram's (calls, faces) from `/metrics`.
+async fn batched_faces(app: &TestApp) -> (f64, f64) {
+    let metrics = app.get("/metrics").await.text().await.expect("text");
+    let value = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (
+        value("facegate_embed_batch_size_count"),
+        value("facegate_embed_batch_size_sum"),
+    )
+}

@@ -244,7 +244,13 @@ impl FaceEngine {
         timings.align = start.elapsed();
         let mut located = located(&found, subject, aligned);
         located.detection = located.detection.scaled(decoded.factor as f32);
-        Ok(Prepared::new(located, decoded.full_width, decoded.full_height, factor, timings))
+        Ok(Prepared::new(
+            located,
+            decoded.full_width,
+            decoded.full_height,
+            factor,
+            timings,
+        ))
     }
 
     /// The pipeline on an already decoded image.
@@ -342,7 +348,9 @@ impl FaceEngine {
         if !self.flip_fusion {
             return self.embedder.embed(faces);
         }
-        let mirrored = faces.iter().map(|f| AlignedFace(image::imageops::flip_horizontal(&f.0)));
+        let mirrored = faces
+            .iter()
+            .map(|f| AlignedFace(image::imageops::flip_horizontal(&f.0)));
         let both: Vec<AlignedFace> = faces.iter().cloned().chain(mirrored).collect();
         let embeddings = self.embedder.embed(&both)?;
         let (plain, flipped) = embeddings.split_at(faces.len());

@@ -473,20 +473,25 @@ pub(super) async fn wait_ready(http: &reqwest::Client, base: &str) -> Result<()>
     bail!("the server did not become ready within 60 s")
 }
 
+/// A token for the client; a 503 (the secret check timed out while other
+/// servers of the bench were loading their models) is retried after its
+/// `Retry-After`, as a real client would.
 pub(super) async fn token(http: &reqwest::Client, base: &str, id: &str, secret: &str) -> Result<String> {
     let form = [
         ("grant_type", "client_credentials"),
         ("client_id", id),
         ("client_secret", secret),
     ];
-    let body: serde_json::Value = http
-        .post(format!("{base}/api/oauth/token"))
-        .form(&form)
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
+    let mut attempts = 0;
+    let response = loop {
+        let response = http.post(format!("{base}/api/oauth/token")).form(&form).send().await?;
+        attempts += 1;
+        match retry_after(&response) {
+            Some(wait) if response.status() == 503 && attempts < 10 => tokio::time::sleep(wait).await,
+            _ => break response,
+        }
+    };
+    let body: serde_json::Value = response.error_for_status()?.json().await?;
     body["access_token"]
         .as_str()
         .map(String::from)

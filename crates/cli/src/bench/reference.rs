@@ -35,7 +35,9 @@ impl FromStr for Layout {
                 threads: Some(t),
             }),
         };
-        layout.ok_or_else(|| format!("a layout is WORKERS (sync) or WORKERSxTHREADS (gthread), such as 2 or 2x4, not {s:?}"))
+        layout.ok_or_else(|| {
+            format!("a layout is WORKERS (sync) or WORKERSxTHREADS (gthread), such as 2 or 2x4, not {s:?}")
+        })
     }
 }
 
@@ -44,7 +46,12 @@ impl Layout {
         let mut args = vec!["--workers".to_string(), self.workers.to_string()];
         match self.threads {
             None => args.extend(["--worker-class".into(), "sync".into()]),
-            Some(t) => args.extend(["--worker-class".into(), "gthread".into(), "--threads".into(), t.to_string()]),
+            Some(t) => args.extend([
+                "--worker-class".into(),
+                "gthread".into(),
+                "--threads".into(),
+                t.to_string(),
+            ]),
         }
         args
     }
