@@ -18,8 +18,7 @@
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
-use crossbeam_channel::Receiver;
-use crossbeam_channel::{Sender, unbounded};
+use crossbeam_channel::{Receiver, Sender, unbounded};
 use facegate_vision::{Analysis, EngineOptions, FaceEngine, ModelError, ModelsDir, Prepared, VisionError};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
