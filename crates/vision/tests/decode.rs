@@ -20,6 +20,35 @@ fn png(image: DynamicImage) -> Vec<u8> {
     encode(image, ImageFormat::Png)
 }
 
+/// The card in grey, as a baseline JPEG.
+fn grey_jpeg(card: &RgbImage) -> Vec<u8> {
+    let grey = DynamicImage::ImageRgb8(card.clone()).to_luma8();
+    encoded(grey.as_raw(), card, ColorType::Luma, false)
+}
+
+fn progressive_jpeg(card: &RgbImage) -> Vec<u8> {
+    encoded(card.as_raw(), card, ColorType::Rgb, true)
+}
+
+/// The card as CMYK (or YCCK) ink: red (220, 30, 30) is C=35 M=225 Y=225 K=0.
+fn cmyk_jpeg(card: &RgbImage, colour_type: ColorType) -> Vec<u8> {
+    let cmyk: Vec<u8> = card
+        .pixels()
+        .flat_map(|p| [255 - p[0], 255 - p[1], 255 - p[2], 0])
+        .collect();
+    encoded(&cmyk, card, colour_type, false)
+}
+
+fn encoded(samples: &[u8], card: &RgbImage, colour_type: ColorType, progressive: bool) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut encoder = Encoder::new(&mut out, 90);
+    encoder.set_progressive(progressive);
+    encoder
+        .encode(samples, card.width() as u16, card.height() as u16, colour_type)
+        .expect("encodes");
+    out
+}
+
 fn close(a: Rgb<u8>, b: Rgb<u8>) -> bool {
     a.0.iter().zip(b.0).all(|(x, y)| x.abs_diff(y) <= 24)
 }
@@ -72,35 +101,18 @@ fn accepts_png_colour_types() {
 #[test]
 fn accepts_grayscale_progressive_and_cmyk_jpeg() {
     let card = test_card(64, 48);
-    let gray = DynamicImage::ImageRgb8(card.clone()).to_luma8();
-    let mut out = Vec::new();
-    Encoder::new(&mut out, 90)
-        .encode(gray.as_raw(), 64, 48, ColorType::Luma)
-        .expect("encodes");
+    let grey = grey_jpeg(&card);
     assert_eq!(
-        decode(&out, &DecodeLimits::default()).expect("gray").dimensions(),
+        decode(&grey, &DecodeLimits::default()).expect("grey").dimensions(),
         (64, 48)
     );
 
-    let mut out = Vec::new();
-    let mut progressive = Encoder::new(&mut out, 90);
-    progressive.set_progressive(true);
-    progressive
-        .encode(card.as_raw(), 64, 48, ColorType::Rgb)
-        .expect("encodes");
-    let decoded = decode(&out, &DecodeLimits::default()).expect("progressive");
+    let progressive = progressive_jpeg(&card);
+    let decoded = decode(&progressive, &DecodeLimits::default()).expect("progressive");
     assert!(close(*decoded.get_pixel(8, 8), Rgb([220, 30, 30])));
 
-    // Red (220, 30, 30) is C=35 M=225 Y=225 K=0.
     for (colour_type, name) in [(ColorType::Cmyk, "cmyk"), (ColorType::CmykAsYcck, "ycck")] {
-        let cmyk: Vec<u8> = card
-            .pixels()
-            .flat_map(|p| [255 - p[0], 255 - p[1], 255 - p[2], 0])
-            .collect();
-        let mut out = Vec::new();
-        Encoder::new(&mut out, 90)
-            .encode(&cmyk, 64, 48, colour_type)
-            .expect("encodes");
+        let out = cmyk_jpeg(&card, colour_type);
         let decoded = decode(&out, &DecodeLimits::default()).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(decoded.dimensions(), (64, 48), "{name}");
         let red = *decoded.get_pixel(8, 8);
@@ -227,33 +239,15 @@ fn reduced_decode_picks_the_coarsest_scale_and_applies_orientation_after() {
 fn reduced_decode_handles_grey_progressive_cmyk_png_and_truncation() {
     let card = test_card(1600, 1200);
     let limits = DecodeLimits::default();
-    let gray = DynamicImage::ImageRgb8(card.clone()).to_luma8();
-    let mut out = Vec::new();
-    Encoder::new(&mut out, 90)
-        .encode(gray.as_raw(), 1600, 1200, ColorType::Luma)
-        .expect("encodes");
-    let d = decode_reduced(&out, &limits, 640, 8).expect("grey");
+    let d = decode_reduced(&grey_jpeg(&card), &limits, 640, 8).expect("grey");
     assert_eq!((d.factor, d.image.dimensions()), (2, (800, 600)));
 
-    let mut out = Vec::new();
-    let mut progressive = Encoder::new(&mut out, 90);
-    progressive.set_progressive(true);
-    progressive
-        .encode(card.as_raw(), 1600, 1200, ColorType::Rgb)
-        .expect("encodes");
-    let d = decode_reduced(&out, &limits, 640, 8).expect("progressive");
+    let d = decode_reduced(&progressive_jpeg(&card), &limits, 640, 8).expect("progressive");
     assert_eq!(d.factor, 2);
     assert!(close(*d.image.get_pixel(100, 100), Rgb([220, 30, 30])));
 
     // CMYK is not reduced: it takes the full decoder's colour handling.
-    let cmyk: Vec<u8> = card
-        .pixels()
-        .flat_map(|p| [255 - p[0], 255 - p[1], 255 - p[2], 0])
-        .collect();
-    let mut out = Vec::new();
-    Encoder::new(&mut out, 90)
-        .encode(&cmyk, 1600, 1200, ColorType::Cmyk)
-        .expect("encodes");
+    let out = cmyk_jpeg(&card, ColorType::Cmyk);
     let d = decode_reduced(&out, &limits, 640, 8).expect("cmyk");
     assert_eq!((d.factor, d.image.dimensions()), (1, (1600, 1200)));
 
