@@ -6,6 +6,7 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use facegate_eval::datasets::dataset_or_skip;
 use facegate_eval::headpose::{self, Pose};
@@ -221,7 +222,7 @@ async fn attempt_across(
     let started = start(app, token, session).await;
     assert_eq!(started.status(), 201);
     let started: Value = started.json().await.expect("json");
-    let t0 = std::time::Instant::now();
+    let t0 = Instant::now();
     let number = started["attempt"].as_u64().expect("attempt");
     let flashes: Vec<Flash> = serde_json::from_value(started["light"].clone()).expect("light");
     assert!(flashes.len() >= 6, "{started}");
@@ -238,7 +239,7 @@ async fn attempt_across(
         while now() < end {
             // No faster than the SDK's lightFrameIntervalMs.
             if let Some(last) = last {
-                std::thread::sleep(std::time::Duration::from_millis((last + 60u64).saturating_sub(now())));
+                std::thread::sleep(Duration::from_millis((last + 60u64).saturating_sub(now())));
             }
             let t = now();
             last = Some(t);
@@ -275,7 +276,7 @@ async fn attempt_across(
     }
     for pan in pans {
         // At the SDK's pace, so turns come a human reaction after the prompt.
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
         let query = format!("capturedMs={}", now());
         let r = route.frame(token, session, number, frame_for(pan), &query).await;
         assert_eq!(r.status(), 200);
@@ -739,29 +740,33 @@ async fn an_sdk_token_reaches_only_its_own_sessions_capture() {
 
 #[tokio::test]
 async fn expired_sessions_are_swept_from_storage() {
+    // Expiry is counted in whole seconds, so a TTL of one second can lapse
+    // before the frame arrives on a busy machine: give the frame a few
+    // seconds, then wait for the sweeper instead of sleeping a fixed time.
+    const TTL_SECONDS: u64 = 5;
     let app = TestApp::spawn_with(|c| {
-        c.session_ttl = 1;
+        c.session_ttl = TTL_SECONDS as i64;
         c.sweep_interval = 1;
     })
     .await;
+    let small = image::load_from_memory(&sample("Female_40_1_1_1.jpg"))
+        .expect("decode")
+        .thumbnail(640, 640)
+        .to_rgb8();
     let c = app.client("acme", "face:session");
     let token = app.token(&c).await;
     let created = create_session(&app, &token, &sample("Female_40_1_1_1.jpg"), json!({})).await;
     let session = created["sessionId"].as_str().expect("id").to_string();
     let started: Value = start(&app, &token, &session).await.json().await.expect("json");
     let n = started["attempt"].as_u64().expect("attempt");
-    let small = image::load_from_memory(&sample("Female_40_1_1_1.jpg"))
-        .expect("decode")
-        .thumbnail(640, 640)
-        .to_rgb8();
     let r = frame_at(&app, &token, &session, n, jpeg(&small), "capturedMs=40").await;
     assert_eq!(r.status(), 200);
     assert_eq!(app.store(|s| s.count_frames(&session)).expect("count"), 1);
-    tokio::time::sleep(std::time::Duration::from_millis(3500)).await;
-    assert!(
-        app.store(|s| s.session(&session).is_err()),
-        "the sweeper deleted the session"
-    );
+    let deadline = Instant::now() + Duration::from_secs(TTL_SECONDS + 20);
+    while app.store(|s| s.session(&session).is_ok()) {
+        assert!(Instant::now() < deadline, "the sweeper never deleted the session");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     assert_eq!(app.store(|s| s.count_frames(&session)).expect("count"), 0);
     assert_error(start(&app, &token, &session).await, 404, "SESSION_EXPIRED_OR_NOT_FOUND").await;
 }
