@@ -1,9 +1,11 @@
 //! Request extractors that reject with the API's own error shape, and the
 //! base64 image field decoder.
 
-use axum::extract::rejection::{FormRejection, JsonRejection};
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, FormRejection};
 use axum::extract::{FromRequest, Request};
-use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderMap, StatusCode};
 use base64::Engine;
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
@@ -18,28 +20,65 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        // Parsed in two steps so that a 400 names the field and the rule
-        // instead of a Rust type and a parser position: the syntax first,
-        // then the shape, with the failing field's path.
-        let value = match axum::Json::<serde_json::Value>::from_request(req, state).await {
-            Ok(axum::Json(value)) => value,
-            Err(rejection) => return Err(json_rejection(rejection)),
-        };
-        serde_path_to_error::deserialize(value)
-            .map(ApiJson)
-            .map_err(|e| invalid_field(&e.path().to_string(), &e.inner().to_string()))
+        if !has_json_content_type(req.headers()) {
+            return Err(not_json());
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(body_rejection)?;
+        parse_json(&bytes).map(ApiJson)
     }
 }
 
-fn json_rejection(rejection: JsonRejection) -> ApiError {
+/// Parses straight from the body, so that a 400 names the field and the
+/// rule instead of a Rust type and a parser position. Image fields are
+/// copied out once: going through a `serde_json::Value` first, as axum's
+/// `Json` rejection handling would need, cost a 7.5 MB body of two 12 MP
+/// photos 6.7 ms on the request's async thread against 1.3 ms.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+        let inner = e.inner();
+        if !inner.is_data() {
+            return invalid_json();
+        }
+        // serde's rule without the parser position it appends.
+        let text = inner.to_string();
+        let position = format!(" at line {} column {}", inner.line(), inner.column());
+        invalid_field(&e.path().to_string(), text.strip_suffix(&position).unwrap_or(&text))
+    })?;
+    // Trailing characters after the value make the body invalid JSON too.
+    deserializer.end().map_err(|_| invalid_json())?;
+    Ok(value)
+}
+
+/// `application/json` or any `application/*+json`, as axum's `Json` accepts.
+fn has_json_content_type(headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+fn not_json() -> ApiError {
+    ApiError::new(
+        ErrorCode::UnsupportedContentType,
+        "the body must be JSON, sent with Content-Type: application/json",
+    )
+}
+
+fn invalid_json() -> ApiError {
+    ApiError::new(ErrorCode::InvalidRequest, "the body is not valid JSON")
+}
+
+fn body_rejection(rejection: BytesRejection) -> ApiError {
     match rejection.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(ErrorCode::PayloadTooLarge, "the request body is too large"),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::new(
-            ErrorCode::UnsupportedContentType,
-            "the body must be JSON, sent with Content-Type: application/json",
-        ),
-        _ => ApiError::new(ErrorCode::InvalidRequest, "the body is not valid JSON"),
+        StatusCode::PAYLOAD_TOO_LARGE => payload_too_large(),
+        _ => ApiError::new(ErrorCode::InvalidRequest, "the body could not be read"),
     }
+}
+
+fn payload_too_large() -> ApiError {
+    ApiError::new(ErrorCode::PayloadTooLarge, "the request body is too large")
 }
 
 /// A 400 for a body whose field at `path` broke serde's rule `message`,
@@ -109,7 +148,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiForm<T> {
 
 fn form_rejection(rejection: FormRejection) -> ApiError {
     match rejection.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(ErrorCode::PayloadTooLarge, "the request body is too large"),
+        StatusCode::PAYLOAD_TOO_LARGE => payload_too_large(),
         StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::new(
             ErrorCode::UnsupportedContentType,
             "the body must be sent as application/x-www-form-urlencoded",

@@ -535,6 +535,29 @@ async fn sample_session() -> (TestApp, String, String, Vec<u8>) {
     (app, token, session, small)
 }
 
+/// A start body in the wrong shape gets the API's words, not serde's.
+#[tokio::test]
+async fn a_start_body_in_the_wrong_shape_gets_a_400_naming_the_field() {
+    let (app, token, session, _) = sample_session().await;
+    let url = app.url(&format!("/api/v1/face/sessions/{session}/attempts"));
+    for (body, message) in [
+        (r#"{"maxAttempts": "two"}"#, "maxAttempts must be an integer"),
+        (r#"{"maxAttempts": 2"#, "the body is not valid JSON"),
+        (r#"{"maxAttempts": 2} 3"#, "the body is not valid JSON"),
+    ] {
+        let r = app
+            .http
+            .post(&url)
+            .bearer_auth(&token)
+            .body(body)
+            .send()
+            .await
+            .expect("request");
+        let said = assert_error(r, 400, "invalid_request").await;
+        assert_eq!(said["message"], message, "{body}");
+    }
+}
+
 #[tokio::test]
 async fn frames_that_break_the_capture_protocol_fail_the_attempt_with_a_400() {
     let (app, token, session, small) = sample_session().await;

@@ -17,7 +17,7 @@ use utoipa::ToSchema;
 use crate::analysis::{Analysed, Keep, analyze, analyze_bytes};
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody, ErrorCode};
-use crate::extract::{ApiJson, check_image_size, match_level};
+use crate::extract::{ApiJson, check_image_size, match_level, parse_json};
 use crate::inference::Admitted;
 use crate::sessions::{
     self, FRAME_INTERVAL_MS, LIGHT_FRAME_INTERVAL_MS, MAX_ATTEMPTS, MAX_FRAME_SIDE, MAX_FRAMES, REFUSED_FRAME_SIDE,
@@ -257,7 +257,7 @@ pub async fn start_attempt(
     let request: StartAttemptRequest = if body.iter().all(u8::is_ascii_whitespace) {
         StartAttemptRequest::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| ApiError::new(ErrorCode::InvalidRequest, e.to_string()))?
+        parse_json(&body)?
     };
     let max_attempts = match request.max_attempts {
         Some(n) => check_attempts(n)?.min(session.max_attempts),
