@@ -14,6 +14,8 @@ use image::{DynamicImage, ImageDecoder, Limits, RgbImage};
 
 use crate::error::DecodeError;
 
+mod libjpeg;
+
 /// Bounds on what `decode` accepts. The defaults are the public API's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DecodeLimits {
@@ -66,9 +68,9 @@ pub fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<RgbImage, DecodeErr
     let image = match format {
         ImageFormat::Jpeg => {
             let decoder = JpegDecoder::new(Cursor::new(bytes)).map_err(corrupt)?;
-            decode_with(decoder, limits, jpeg_is_complete(bytes))?
+            decode_with(decoder, limits, JpegLayout::read(bytes).check())?
         }
-        ImageFormat::Png => decode_with(PngDecoder::new(Cursor::new(bytes)).map_err(corrupt)?, limits, true)?,
+        ImageFormat::Png => decode_with(PngDecoder::new(Cursor::new(bytes)).map_err(corrupt)?, limits, Ok(()))?,
     };
     Ok(image.into_rgb8())
 }
@@ -116,86 +118,68 @@ pub fn decode_reduced(
     })
 }
 
-/// `None` when the JPEG gains nothing from a reduced decode.
+/// `None` when the JPEG gains nothing from a reduced decode, or when
+/// libjpeg declines it (see [`libjpeg`]).
 fn decode_jpeg_reduced(
     bytes: &[u8],
     limits: &DecodeLimits,
     min_long_side: u32,
     max_factor: u32,
 ) -> Result<Option<Decoded>, DecodeError> {
-    // A file `jpeg-decoder` refuses goes to the full decoder, whose verdict
-    // (and error message) stands: the reduced path never rejects more.
-    let mut decoder = jpeg_decoder::Decoder::new(bytes);
-    if decoder.read_info().is_err() {
-        return Ok(None);
+    let mut refused = None;
+    let choose = |header: libjpeg::Header| {
+        // The size first, so that a bomb is named as such even when cut short.
+        if let Err(e) = check_dimensions(header.width, header.height, limits) {
+            refused = Some(e);
+            return None;
+        }
+        let long = header.width.max(header.height);
+        let factor = DCT_FACTORS
+            .into_iter()
+            .find(|&f| f <= max_factor && long.div_ceil(f) >= min_long_side)?;
+        if let Err(e) = JpegLayout::read(bytes).check() {
+            refused = Some(e);
+            return None;
+        }
+        Some(factor)
+    };
+    let scaled = libjpeg::decode_scaled(bytes, choose);
+    if let Some(e) = refused {
+        return Err(e);
     }
-    let Some(info) = decoder.info() else { return Ok(None) };
-    let (width, height) = (u32::from(info.width), u32::from(info.height));
-    check_dimensions(width, height, limits)?;
-    let long = width.max(height);
-    let Some(factor) = DCT_FACTORS
-        .into_iter()
-        .find(|&f| f <= max_factor && long.div_ceil(f) >= min_long_side)
-    else {
-        return Ok(None);
-    };
-    let channels = match info.pixel_format {
-        jpeg_decoder::PixelFormat::RGB24 => 3,
-        jpeg_decoder::PixelFormat::L8 => 1,
-        _ => return Ok(None),
-    };
-    if !jpeg_is_complete(bytes) {
-        return Err(DecodeError::Corrupt(
-            "the image data is truncated (no end-of-image marker)".into(),
-        ));
-    }
-    let Ok((w, h)) = decoder.scale(width.div_ceil(factor) as u16, height.div_ceil(factor) as u16) else {
-        return Ok(None);
-    };
-    decoder.set_max_decoding_buffer_size(
-        usize::try_from(limits.max_pixels)
-            .unwrap_or(usize::MAX)
-            .saturating_mul(3),
-    );
-    let Ok(pixels) = decoder.decode() else { return Ok(None) };
-    let pixels = if channels == 1 {
-        pixels.iter().flat_map(|&l| [l, l, l]).collect()
-    } else {
-        pixels
-    };
-    let Some(image) = RgbImage::from_raw(u32::from(w), u32::from(h), pixels) else {
-        return Ok(None);
-    };
-    let orientation = decoder
-        .exif_data()
+    let Some(scaled) = scaled else { return Ok(None) };
+    let orientation = scaled
+        .exif
+        .as_deref()
         .and_then(Orientation::from_exif_chunk)
         .unwrap_or(Orientation::NoTransforms);
-    let mut upright = DynamicImage::ImageRgb8(image);
+    let stored_width = scaled.image.width();
+    let mut upright = DynamicImage::ImageRgb8(scaled.image);
     upright.apply_orientation(orientation);
-    let swapped = upright.width() != u32::from(w);
-    let (full_width, full_height) = if swapped { (height, width) } else { (width, height) };
+    let full = scaled.full;
+    let (full_width, full_height) = if upright.width() == stored_width {
+        (full.width, full.height)
+    } else {
+        (full.height, full.width)
+    };
     Ok(Some(Decoded {
         image: upright.into_rgb8(),
-        factor,
+        factor: scaled.factor,
         full_width,
         full_height,
     }))
 }
 
-/// `complete` is false for data known to be cut short; it is reported after
-/// the size checks, so a bomb is named as such.
+/// `layout` is what the markers said of the data (cut short, too many
+/// scans); it is reported after the size checks, so a bomb is named as such.
 fn decode_with(
     mut decoder: impl ImageDecoder,
     limits: &DecodeLimits,
-    complete: bool,
+    layout: Result<(), DecodeError>,
 ) -> Result<DynamicImage, DecodeError> {
     let (width, height) = decoder.dimensions();
     check_dimensions(width, height, limits)?;
-    if !complete {
-        return Err(DecodeError::Corrupt(
-            "the image data is truncated (no end-of-image marker)".into(),
-        ));
-    }
+    layout?;
     // The header passed, but a decoder may still try to allocate more than the
     // pixel count implies (e.g. 16-bit RGBA); cap that too.
     let mut codec_limits = Limits::default();
@@ -231,15 +215,77 @@ fn check_dimensions(width: u32, height: u32, limits: &DecodeLimits) -> Result<()
 /// Whether the main image's scan data ends with an EOI marker.
 ///
 /// JPEG decoders fill a truncated scan with grey and report success, so an
-/// upload cut short would be analysed as a half-grey photo. Entropy-coded
-/// data never contains FF D9 (a data FF is stuffed as FF 00), but an EXIF
-/// thumbnail does, so the search starts at the first top-level SOS marker,
-/// found by walking the segment headers. No decoder crate exposes this check.
+/// upload cut short would be analysed as a half-grey photo.
 pub fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    JpegLayout::read(bytes).complete
+}
+
+/// More scans than any encoder writes (libjpeg's progressive script has 10,
+/// mozjpeg's tuned ones about 20). Each scan is another pass over the
+/// image's coefficients, so a file of thousands of tiny scans would hold a
+/// worker for minutes in any JPEG decoder.
+const MAX_SCANS: usize = 256;
+
+/// What the markers of a JPEG say about its entropy-coded data, before any
+/// decoder does the work. No decoder crate exposes either fact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct JpegLayout {
+    /// An EOI marker follows the first scan.
+    complete: bool,
+    /// SOS markers: 1 for a baseline JPEG, about 10 for a progressive one.
+    scans: usize,
+}
+
+impl JpegLayout {
+    /// Entropy-coded data never holds FF D9 or FF DA (a data FF is stuffed
+    /// as FF 00), but an EXIF thumbnail does, so the markers are counted
+    /// from the first top-level SOS, found by walking the segment headers.
+    fn read(bytes: &[u8]) -> Self {
+        let mut layout = Self {
+            complete: false,
+            scans: 0,
+        };
+        let Some(sos) = first_scan(bytes) else { return layout };
+        layout.scans = 1;
+        let mut i = sos + 2;
+        while let Some(offset) = memchr::memchr(0xFF, &bytes[i..]) {
+            let at = i + offset;
+            match bytes.get(at + 1) {
+                Some(0xD9) => {
+                    layout.complete = true;
+                    break;
+                }
+                Some(0xDA) => layout.scans += 1,
+                None => break,
+                Some(_) => {}
+            }
+            i = at + 1;
+        }
+        layout
+    }
+
+    fn check(&self) -> Result<(), DecodeError> {
+        if self.scans > MAX_SCANS {
+            return Err(DecodeError::Corrupt(format!(
+                "the image has {} scans; at most {MAX_SCANS} are accepted",
+                self.scans
+            )));
+        }
+        if !self.complete {
+            return Err(DecodeError::Corrupt(
+                "the image data is truncated (no end-of-image marker)".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The offset of the first top-level SOS marker.
+fn first_scan(bytes: &[u8]) -> Option<usize> {
     let mut i = 2; // after SOI
     while i + 4 <= bytes.len() {
         if bytes[i] != 0xFF {
-            return false;
+            return None;
         }
         let marker = bytes[i + 1];
         if marker == 0xFF {
@@ -247,12 +293,12 @@ pub fn jpeg_is_complete(bytes: &[u8]) -> bool {
             continue;
         }
         if marker == 0xDA {
-            return bytes[i..].windows(2).any(|w| w == [0xFF, 0xD9]);
+            return Some(i);
         }
         let length = usize::from(u16::from_be_bytes([bytes[i + 2], bytes[i + 3]]));
         i += 2 + length;
     }
-    false
+    None
 }
 
 fn corrupt(e: image::ImageError) -> DecodeError {

@@ -269,3 +269,61 @@ fn reduced_decode_handles_grey_progressive_cmyk_png_and_truncation() {
         Err(DecodeError::TooManyPixels { .. })
     ));
 }
+
+/// `bytes` with `scans` more SOS segments (headers only) before the EOI.
+fn with_extra_scans(bytes: &[u8], scans: usize) -> Vec<u8> {
+    let (body, eoi) = bytes.split_at(bytes.len() - 2);
+    assert_eq!(eoi, [0xFF, 0xD9]);
+    let sos = [0xFF, 0xDA, 0x00, 0x08, 0x01, 0x01, 0x00, 0x01, 0x3F, 0x00];
+    let mut out = body.to_vec();
+    (0..scans).for_each(|_| out.extend_from_slice(&sos));
+    out.extend_from_slice(eoi);
+    out
+}
+
+#[test]
+fn a_jpeg_of_too_many_scans_is_refused_before_any_decoder_runs() {
+    let limits = DecodeLimits::default();
+    let progressive = progressive_jpeg(&test_card(1600, 1200));
+    assert_eq!(
+        decode_reduced(&progressive, &limits, 640, 8).expect("ten scans").factor,
+        2
+    );
+    let bomb = with_extra_scans(&progressive, 300);
+    for (path, result) in [
+        ("full", decode(&bomb, &limits).map(|_| ())),
+        ("reduced", decode_reduced(&bomb, &limits, 640, 8).map(|_| ())),
+    ] {
+        match result {
+            Err(DecodeError::Corrupt(message)) => assert!(message.contains("scans"), "{path}: {message}"),
+            other => panic!("{path}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_jpeg_libjpeg_refuses_gets_the_full_decoders_verdict() {
+    let limits = DecodeLimits::default();
+    let whole = jpeg(&test_card(1600, 1200), None);
+    // A quantisation table numbered 7 (only 0..3 exist) is fatal to libjpeg.
+    let dqt = whole.windows(2).position(|w| w == [0xFF, 0xDB]).expect("DQT");
+    let mut bad_table = whole.clone();
+    bad_table[dqt + 4] = 0x07;
+    // Flipped bytes through the scan data: libjpeg warns and goes on.
+    let mut noisy = whole.clone();
+    for i in (whole.len() / 2..whole.len() - 2).step_by(97) {
+        noisy[i] ^= 0x5A;
+    }
+    for (name, bytes) in [("bad table", bad_table), ("noisy scan", noisy)] {
+        let full = decode(&bytes, &limits);
+        let reduced = decode_reduced(&bytes, &limits, 640, 8);
+        match (&full, &reduced) {
+            (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "{name}"),
+            (Ok(_), Ok(d)) => assert!(d.factor == 1 || d.factor == 2, "{name}"),
+            _ => assert!(
+                full.is_err(),
+                "{name}: the reduced path refused what the full decoder took"
+            ),
+        }
+    }
+}
