@@ -1,7 +1,8 @@
 # facegate: the README's two commands are `make run` and `make test`.
 .PHONY: setup web-setup services api-tools python-reference build run test lint bench fuzz int8
 
-setup: ## fetch and verify the models and ONNX Runtime (idempotent)
+setup: ## NASM for libjpeg-turbo's SIMD, then fetch and verify the models and ONNX Runtime (idempotent)
+	bash scripts/install-build-tools.sh
 	bash scripts/fetch-models.sh
 
 web-setup: ## Chromium and playwright-core for the browser test (idempotent)
