@@ -186,11 +186,18 @@ pub fn base64_image(field: &str, value: &str, max_bytes: usize) -> Result<Vec<u8
     if data.is_empty() {
         return Err(ApiError::new(ErrorCode::InvalidRequest, format!("{field} is empty")));
     }
-    let owned;
-    if data.bytes().any(|b| b.is_ascii_whitespace()) {
-        owned = data.split_ascii_whitespace().collect::<String>();
-        data = &owned;
+    // Line breaks are rare, and looking for them costs a pass over a 12 MP
+    // photo's 3.7 MB of base64: only a field that fails is searched.
+    match decode_base64(field, data, max_bytes) {
+        Err(_) if data.bytes().any(|b| b.is_ascii_whitespace()) => {
+            decode_base64(field, &data.split_ascii_whitespace().collect::<String>(), max_bytes)
+        }
+        decoded => decoded,
     }
+}
+
+/// Standard or URL-safe base64 without whitespace, at most `max_bytes` once decoded.
+fn decode_base64(field: &str, data: &str, max_bytes: usize) -> Result<Vec<u8>, ApiError> {
     if data.len() / 4 * 3 > max_bytes + 2 {
         return Err(ApiError::new(
             ErrorCode::ImageTooLarge,
@@ -229,6 +236,8 @@ mod tests {
             b"hello"
         );
         assert_eq!(base64_image("f", "-_8=", 100).expect("url-safe"), vec![0xfb, 0xff]);
+        // The line breaks alone would put it over the limit.
+        assert_eq!(base64_image("f", "aGVs\n\n\n\n\nbG8=", 6).expect("wrapped"), b"hello");
     }
 
     #[test]
