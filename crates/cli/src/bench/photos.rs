@@ -6,7 +6,8 @@
 //! selfie does, or left at its size on a wide frame (a small face, which
 //! takes the full-resolution fallback), over a textured background, with
 //! sensor-like grain added so the entropy, and so the file size and the
-//! decoder's work, is that of a real photo (2–4 MB at quality 92, 4:2:0).
+//! decoder's work, is that of a real photo (2–4 MB at quality 92, 4:2:0;
+//! `--grain 0` leaves it out, for the smooth sub-megabyte kind).
 //! Every other one is stored on its side with an EXIF orientation of 6, as a
 //! phone held upright stores it.
 //!
@@ -47,6 +48,12 @@ pub struct PhotosArgs {
     /// People from the London set to build photos of (two photos each).
     #[arg(long, default_value_t = 54)]
     people: usize,
+    /// Sensor grain, as the standard deviation of the luminance noise in
+    /// levels. 3.5 gives the 2–4 MB of a phone's 12 MP JPEG; 0 gives smooth,
+    /// upscaled-looking photos of well under 1 MB, whose entropy decoding
+    /// costs far less.
+    #[arg(long, default_value_t = 3.5)]
+    grain: f32,
     /// Match requests of each kind (LFW pair, large pair), alternated.
     #[arg(long, default_value_t = 60)]
     requests: usize,
@@ -61,6 +68,7 @@ pub struct PhotosArgs {
 #[serde(rename_all = "camelCase")]
 struct Report {
     photos: usize,
+    grain: f32,
     median_photo_mib: f64,
     lfw_match_p50_ms: f64,
     large_match_p50_ms: f64,
@@ -72,6 +80,9 @@ struct Report {
     reduced_stages_ms: [f64; 4],
     /// Photos decoded a second time, more finely, for a small face.
     refined: usize,
+    /// Median cosine of each photo's embedding to its source portrait's:
+    /// at reduced scale, at full decode.
+    source_cosine_p50: [f32; 2],
     pairs: usize,
     genuine_pairs: usize,
     same_level: usize,
@@ -82,7 +93,7 @@ struct Report {
 pub fn run(models: &ModelsDir, args: &PhotosArgs) -> Result<()> {
     let london = dataset_dir(args.london.as_deref(), "london-dev")?;
     eprintln!("building 12 MP photos from {}", london.display());
-    let photos = build_photos(&london, args.people)?;
+    let photos = build_photos(&london, args.people, args.grain)?;
     if let Some(dir) = &args.keep {
         std::fs::create_dir_all(dir)?;
         for (i, p) in photos.iter().enumerate() {
@@ -91,6 +102,7 @@ pub fn run(models: &ModelsDir, args: &PhotosArgs) -> Result<()> {
     }
     eprintln!("analysing {} photos at reduced scale and at full decode", photos.len());
     let mut report = compare_decodes(models, &photos)?;
+    report.grain = args.grain;
     eprintln!("{} match requests of each kind", args.requests);
     let (lfw_ms, large_ms) = served_medians(models, args, &photos)?;
     report.lfw_match_p50_ms = lfw_ms;
@@ -104,12 +116,14 @@ pub fn run(models: &ModelsDir, args: &PhotosArgs) -> Result<()> {
 }
 
 struct Photo {
+    /// The London portrait the photo was made from.
+    source: PathBuf,
     person: usize,
     jpeg: Vec<u8>,
 }
 
 /// Two photos per person (`_03` and `_08`), people in name order.
-fn build_photos(london: &Path, people: usize) -> Result<Vec<Photo>> {
+fn build_photos(london: &Path, people: usize, grain: f32) -> Result<Vec<Photo>> {
     let mut ids: Vec<String> = std::fs::read_dir(london.join("images"))
         .with_context(|| format!("{}: no images/ directory", london.display()))?
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
@@ -128,8 +142,10 @@ fn build_photos(london: &Path, people: usize) -> Result<Vec<Photo>> {
                 .with_context(|| path.display().to_string())?
                 .into_rgb8();
             let seed = (person * 2 + shot) as u64 + 1;
-            let framed = frame(&portrait, &background, person % 4 == 3, &mut Rng(seed * 0x9E37_79B9));
+            let mut framed = frame(&portrait, &background, person % 4 == 3);
+            add_grain(&mut framed, grain, &mut Rng(seed * 0x9E37_79B9));
             photos.push(Photo {
+                source: path,
                 person,
                 jpeg: encode(&framed, shot == 1)?,
             });
@@ -148,8 +164,8 @@ fn texture(rng: &mut Rng) -> RgbImage {
 }
 
 /// The portrait on the background: filling the frame's height, or at its
-/// own size left of centre when `small`; then grain on every pixel.
-fn frame(portrait: &RgbImage, background: &RgbImage, small: bool, rng: &mut Rng) -> RgbImage {
+/// own size left of centre when `small`.
+fn frame(portrait: &RgbImage, background: &RgbImage, small: bool) -> RgbImage {
     let mut canvas = background.clone();
     let (face, x, y) = if small {
         (portrait.clone(), WIDTH / 5, HEIGHT / 4)
@@ -159,19 +175,22 @@ fn frame(portrait: &RgbImage, background: &RgbImage, small: bool, rng: &mut Rng)
         (scaled, (WIDTH - side) / 2, 0)
     };
     image::imageops::replace(&mut canvas, &face, i64::from(x), i64::from(y));
-    add_grain(&mut canvas, rng);
     canvas
 }
 
-/// Sensor-like noise: luminance grain of about 3.5 levels and a weaker
-/// chroma grain, approximately Gaussian (a sum of four uniform bytes).
-fn add_grain(image: &mut RgbImage, rng: &mut Rng) {
+/// Sensor-like noise: luminance grain of `levels` (standard deviation) and
+/// a chroma grain of 3/7 of it, approximately Gaussian (a sum of four
+/// uniform bytes).
+fn add_grain(image: &mut RgbImage, levels: f32, rng: &mut Rng) {
+    if levels <= 0.0 {
+        return;
+    }
     for pixel in image.pixels_mut() {
         let bits = rng.next().to_bits();
         let bytes = bits.to_le_bytes();
         let gauss = |b: &[u8]| (b.iter().map(|&v| f32::from(v)).sum::<f32>() - 510.0) / 147.8;
-        let luma = 3.5 * gauss(&bytes[0..4]);
-        let chroma = 1.5 * gauss(&bytes[4..8]);
+        let luma = levels * gauss(&bytes[0..4]);
+        let chroma = levels * (3.0 / 7.0) * gauss(&bytes[4..8]);
         for (c, value) in pixel.0.iter_mut().enumerate() {
             let shift = if c == 1 { -chroma } else { chroma };
             *value = (f32::from(*value) + luma + shift).round().clamp(0.0, 255.0) as u8;
@@ -231,6 +250,7 @@ fn compare_decodes(models: &ModelsDir, photos: &[Photo]) -> Result<Report> {
     let mut embeddings = Vec::new();
     let mut stages = Vec::new();
     let mut refined = 0;
+    let mut to_source = (Vec::new(), Vec::new());
     for (i, photo) in photos.iter().enumerate() {
         let (a, ta) = timed(|| reduced.analyze(&photo.jpeg));
         let (b, tb) = timed(|| full.analyze(&photo.jpeg));
@@ -242,10 +262,20 @@ fn compare_decodes(models: &ModelsDir, photos: &[Photo]) -> Result<Report> {
         stages.push(a.timings);
         refined += usize::from(a.decode_factor < 4);
         full_ms.push(ms(tb));
+        let source = full
+            .analyze(&std::fs::read(&photo.source)?)
+            .with_context(|| photo.source.display().to_string())?;
+        to_source
+            .0
+            .push(f64::from(a.face.embedding.cosine(&source.face.embedding)));
+        to_source
+            .1
+            .push(f64::from(b.face.embedding.cosine(&source.face.embedding)));
         embeddings.push((photo.person, a.face.embedding, b.face.embedding));
     }
     let mut report = Report {
         photos: photos.len(),
+        grain: 0.0,
         median_photo_mib: median(photos.iter().map(|p| p.jpeg.len() as f64 / 1048576.0).collect()),
         lfw_match_p50_ms: 0.0,
         large_match_p50_ms: 0.0,
@@ -259,6 +289,7 @@ fn compare_decodes(models: &ModelsDir, photos: &[Photo]) -> Result<Report> {
             median(stages.iter().map(|t| ms(t.embed)).collect()),
         ],
         refined,
+        source_cosine_p50: [median(to_source.0) as f32, median(to_source.1) as f32],
         pairs: 0,
         genuine_pairs: 0,
         same_level: 0,
@@ -304,7 +335,10 @@ fn served_medians(models: &ModelsDir, args: &PhotosArgs, photos: &[Photo]) -> Re
 }
 
 fn print_report(r: &Report) {
-    println!("{} photos of 4032x3024, median {:.2} MiB", r.photos, r.median_photo_mib);
+    println!(
+        "{} photos of 4032x3024, grain {:.1}, median {:.2} MiB",
+        r.photos, r.grain, r.median_photo_mib
+    );
     println!("| match request (sequential) | p50 ms | vs LFW |");
     println!("|---|---|---|");
     println!("| LFW pair, 250x250 | {:.1} | 1.00x |", r.lfw_match_p50_ms);
@@ -320,6 +354,8 @@ fn print_report(r: &Report) {
     );
     let [decode, detect, align, embed] = r.reduced_stages_ms;
     println!("{} photos decoded again more finely for a small face", r.refined);
+    let [reduced, full] = r.source_cosine_p50;
+    println!("cosine to the source portrait's embedding, p50: reduced {reduced:.4}, full decode {full:.4}");
     println!("reduced stages p50: decode {decode:.1}, detect {detect:.1}, align {align:.2}, embed {embed:.1} ms");
     println!(
         "{} pairs ({} genuine): same match level {} ({:.2}%), same decision at level 3 {}, largest similarity change {:.4}",
