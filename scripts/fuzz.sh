@@ -2,8 +2,10 @@
 # Runs every cargo-fuzz target for FUZZ_SECONDS (60) each, seeded from real
 # inputs, and prints each target's executions and coverage. Needs cargo-fuzz
 # (`cargo install cargo-fuzz`); runs on the stable toolchain without a
-# sanitizer (`-s none`: Rust code is memory-safe; what is fuzzed for is panics,
-# aborts, hangs and runaway allocation). A crash leaves its input in
+# sanitizer (`-s none`: Rust code is memory-safe, and the one C library on
+# the decode path, libjpeg-turbo, is fuzzed continuously by OSS-Fuzz; what is
+# fuzzed here is panics, aborts, hangs and runaway allocation; on nightly,
+# FUZZ_SANITIZER=address adds ASan). A crash leaves its input in
 # fuzz/artifacts/<target>/; turn it into a regression test, then fix it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,7 +42,7 @@ seed() {
 for target in $TARGETS; do
     seed "$target"
     echo "== $target: ${SECONDS_EACH} s"
-    cargo fuzz run -s none --release "$target" "fuzz/corpus/$target" -- \
+    cargo fuzz run -s "${FUZZ_SANITIZER:-none}" --release "$target" "fuzz/corpus/$target" -- \
         -max_total_time="$SECONDS_EACH" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 2>&1 \
         | grep -E '(DONE|stat::number_of_executed_units|stat::peak_rss_mb|==|SUMMARY|.*deadly signal|.*panicked)' || true
 done
