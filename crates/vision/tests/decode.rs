@@ -216,7 +216,7 @@ fn corrupt_and_truncated_files_give_errors_not_panics() {
 fn reduced_decode_picks_the_coarsest_scale_and_applies_orientation_after() {
     let upright = test_card(2000, 1500);
     let expected = quadrants(&upright);
-    for o in [1, 3, 6, 8] {
+    for o in 1..=8 {
         let bytes = jpeg(&stored_for_orientation(&upright, o), Some(o));
         let d = decode_reduced(&bytes, &DecodeLimits::default(), 640, 8).expect("decodes");
         // 2000 / 2 = 1000 reaches 640; 2000 / 4 = 500 does not.
