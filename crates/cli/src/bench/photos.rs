@@ -190,7 +190,8 @@ fn add_grain(image: &mut RgbImage, levels: f32, rng: &mut Rng) {
         let bytes = bits.to_le_bytes();
         let gauss = |b: &[u8]| (b.iter().map(|&v| f32::from(v)).sum::<f32>() - 510.0) / 147.8;
         let luma = levels * gauss(&bytes[0..4]);
-        let chroma = levels * (3.0 / 7.0) * gauss(&bytes[4..8]);
+        // 1.5 per 3.5 of luma, so the default (3.5) gives exactly the photos it always gave.
+        let chroma = 1.5 * (levels / 3.5) * gauss(&bytes[4..8]);
         for (c, value) in pixel.0.iter_mut().enumerate() {
             let shift = if c == 1 { -chroma } else { chroma };
             *value = (f32::from(*value) + luma + shift).round().clamp(0.0, 255.0) as u8;
