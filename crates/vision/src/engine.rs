@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::align::{AlignedFace, align};
 use crate::decode::{DecodeLimits, decode, decode_reduced};
-use crate::detect::{Detector, DetectorOptions, select_subject};
+use crate::detect::{Detector, DetectorOptions, MIN_COARSE_INTEROCULAR, input_scale, select_subject};
 use crate::embed::{Embedder, Embedding};
 use crate::error::{ModelError, VisionError};
 use crate::models::{ModelFile, ModelsDir, Recognizer, YUNET, runtime};
@@ -50,9 +50,10 @@ pub struct EngineOptions {
     /// measured on LFW it did not pay for doubling the SFace time (README).
     pub flip_fusion: bool,
     /// Decode every JPEG at full resolution instead of at the reduced DCT
-    /// scale the detector and the aligner need. Off by default: it costs a
-    /// 12 MP photo 1.8 times more and, on `bench photos`, changed no
-    /// decision at level 3 (README, "Large photos").
+    /// scale the detector and the aligner need, and detect every face at the
+    /// detector's full side without a coarse pass first. Off by default: it
+    /// costs a 12 MP photo about 3 times more and, on `bench photos`,
+    /// changed no decision at level 3 (README, "Large photos").
     pub full_decode: bool,
     /// Which SFace embeds: fp32 (served) or int8 (measured).
     pub recognizer: Recognizer,
@@ -100,6 +101,10 @@ pub struct Analysis {
     /// Encoded pixels per pixel the face was aligned from: 1 at full
     /// resolution, 2, 4 or 8 for a reduced JPEG decode.
     pub decode_factor: u32,
+    /// Long side of the detector input whose landmarks aligned the face:
+    /// the coarse side when that pass sufficed (see
+    /// [`DetectorOptions::coarse_side`]), otherwise the full one.
+    pub detect_side: u32,
     pub timings: StageTimings,
 }
 
@@ -110,6 +115,16 @@ pub struct Located {
     pub aligned: AlignedFace,
     pub faces_found: usize,
     pub comparable_faces: usize,
+    /// See [`Analysis::detect_side`].
+    pub detect_side: u32,
+}
+
+/// Every face a detector pass found, and which one is the subject.
+struct Subject {
+    found: Vec<Detection>,
+    index: usize,
+    /// Long side of that pass's input.
+    side: u32,
 }
 
 /// One YuNet and one SFace session.
@@ -133,15 +148,18 @@ pub fn finer_factor(current: u32, interocular: f32) -> u32 {
     factor
 }
 
-fn located(found: &[Detection], subject: usize, aligned: AlignedFace) -> Located {
+fn located(subject: &Subject, aligned: AlignedFace) -> Located {
+    let detection = subject.found[subject.index];
     Located {
-        detection: found[subject],
+        detection,
         aligned,
-        faces_found: found.len(),
-        comparable_faces: found
+        faces_found: subject.found.len(),
+        comparable_faces: subject
+            .found
             .iter()
-            .filter(|f| f.bbox.height >= 0.5 * found[subject].bbox.height)
+            .filter(|f| f.bbox.height >= 0.5 * detection.bbox.height)
             .count(),
+        detect_side: subject.side,
     }
 }
 
@@ -202,11 +220,11 @@ impl FaceEngine {
 
     /// Detects the subject (the most prominent face) and aligns it.
     pub fn locate(&mut self, image: &RgbImage, timings: &mut StageTimings) -> Result<Located, VisionError> {
-        let (found, subject) = self.find_subject(image, timings)?;
+        let subject = self.find_subject(image, timings)?;
         let start = Instant::now();
-        let aligned = align(image, &found[subject].landmarks);
+        let aligned = align(image, &subject.found[subject.index].landmarks);
         timings.align = start.elapsed();
-        Ok(located(&found, subject, aligned))
+        Ok(located(&subject, aligned))
     }
 
     /// The full pipeline on encoded bytes.
@@ -228,8 +246,14 @@ impl FaceEngine {
         let max_factor = if self.full_decode { 1 } else { 8 };
         let decoded = decode_reduced(bytes, &self.limits, self.detector.options().max_side, max_factor)?;
         timings.decode = start.elapsed();
-        let (found, subject) = self.find_subject(&decoded.image, &mut timings)?;
-        let wanted = finer_factor(decoded.factor, found[subject].interocular());
+        let large = decoded.full_width.max(decoded.full_height) >= 2 * self.detector.options().max_side;
+        let subject = if large && !self.full_decode {
+            self.find_subject_coarse_first(&decoded.image, &mut timings)?
+        } else {
+            self.find_subject(&decoded.image, &mut timings)?
+        };
+        let face = subject.found[subject.index];
+        let wanted = finer_factor(decoded.factor, face.interocular());
         let (image, factor) = if wanted < decoded.factor {
             let start = Instant::now();
             let finer = decode_reduced(bytes, &self.limits, 1, wanted)?;
@@ -240,9 +264,9 @@ impl FaceEngine {
         };
         let ratio = decoded.factor as f32 / factor as f32;
         let start = Instant::now();
-        let aligned = align(&image, &found[subject].scaled(ratio).landmarks);
+        let aligned = align(&image, &face.scaled(ratio).landmarks);
         timings.align = start.elapsed();
-        let mut located = located(&found, subject, aligned);
+        let mut located = located(&subject, aligned);
         located.detection = located.detection.scaled(decoded.factor as f32);
         Ok(Prepared::new(
             located,
@@ -319,23 +343,52 @@ impl Prepared {
             width: self.width,
             height: self.height,
             decode_factor: self.decode_factor,
+            detect_side: self.located.detect_side,
             timings: StageTimings { embed, ..self.timings },
         }
     }
 }
 
 impl FaceEngine {
-    /// Every face and the index of the subject's.
-    fn find_subject(
+    /// Every face and which is the subject, at the detector's full side.
+    fn find_subject(&mut self, image: &RgbImage, timings: &mut StageTimings) -> Result<Subject, VisionError> {
+        let side = self.detector.options().max_side;
+        let subject = self.detect_subject(image, side, timings)?;
+        subject.ok_or(VisionError::NoFaceDetected)
+    }
+
+    /// One detector pass at `side`; `None` when it finds no face.
+    fn detect_subject(
+        &mut self,
+        image: &RgbImage,
+        side: u32,
+        timings: &mut StageTimings,
+    ) -> Result<Option<Subject>, VisionError> {
+        let start = Instant::now();
+        let found = self.detector.detect_at(image, side)?;
+        timings.detect += start.elapsed();
+        let side = side.min(image.width().max(image.height()));
+        Ok(select_subject(&found, image.width(), image.height()).map(|index| Subject { found, index, side }))
+    }
+
+    /// [`FaceEngine::find_subject`] on a large photo: first at the coarse
+    /// side, which costs YuNet a quarter of the full input's time, and again
+    /// at the full side only when the coarse pass finds no subject with
+    /// enough pixels between the eyes for landmarks as fine as LFW's.
+    fn find_subject_coarse_first(
         &mut self,
         image: &RgbImage,
         timings: &mut StageTimings,
-    ) -> Result<(Vec<Detection>, usize), VisionError> {
-        let start = Instant::now();
-        let found = self.detector.detect(image)?;
-        timings.detect = start.elapsed();
-        let subject = select_subject(&found, image.width(), image.height()).ok_or(VisionError::NoFaceDetected)?;
-        Ok((found, subject))
+    ) -> Result<Subject, VisionError> {
+        let side = self.detector.options().coarse_side;
+        if side == 0 {
+            return self.find_subject(image, timings);
+        }
+        let scale = input_scale(image.width(), image.height(), side);
+        match self.detect_subject(image, side, timings)? {
+            Some(s) if s.found[s.index].interocular() * scale >= MIN_COARSE_INTEROCULAR => Ok(s),
+            _ => self.find_subject(image, timings),
+        }
     }
 
     fn finish_one(&mut self, prepared: Prepared) -> Result<Analysis, VisionError> {

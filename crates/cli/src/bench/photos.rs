@@ -23,7 +23,7 @@ use anyhow::{Context, Result, bail};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use clap::Args;
-use facegate_vision::{EngineOptions, FaceEngine, ModelsDir};
+use facegate_vision::{DetectorOptions, EngineOptions, FaceEngine, ModelsDir};
 use image::{Rgb, RgbImage};
 use jpeg_encoder::{ColorType, Encoder, SamplingFactor};
 use serde::Serialize;
@@ -80,9 +80,14 @@ struct Report {
     reduced_stages_ms: [f64; 4],
     /// Photos decoded a second time, more finely, for a small face.
     refined: usize,
+    /// Photos whose subject the detector's coarse pass sufficed for.
+    coarse_detected: usize,
     /// Median cosine of each photo's embedding to its source portrait's:
     /// at reduced scale, at full decode.
     source_cosine_p50: [f32; 2],
+    /// Each photo's reduced embedding against its full-decode one: the
+    /// lowest cosine and the median.
+    reduced_to_full_cosine: [f32; 2],
     pairs: usize,
     genuine_pairs: usize,
     same_level: usize,
@@ -250,8 +255,10 @@ fn compare_decodes(models: &ModelsDir, photos: &[Photo]) -> Result<Report> {
     let (mut reduced_ms, mut full_ms) = (Vec::new(), Vec::new());
     let mut embeddings = Vec::new();
     let mut stages = Vec::new();
-    let mut refined = 0;
+    let (mut refined, mut coarse_detected) = (0, 0);
+    let full_side = DetectorOptions::default().max_side;
     let mut to_source = (Vec::new(), Vec::new());
+    let mut to_full = Vec::new();
     for (i, photo) in photos.iter().enumerate() {
         let (a, ta) = timed(|| reduced.analyze(&photo.jpeg));
         let (b, tb) = timed(|| full.analyze(&photo.jpeg));
@@ -262,6 +269,7 @@ fn compare_decodes(models: &ModelsDir, photos: &[Photo]) -> Result<Report> {
         reduced_ms.push(ms(ta));
         stages.push(a.timings);
         refined += usize::from(a.decode_factor < 4);
+        coarse_detected += usize::from(a.detect_side < full_side);
         full_ms.push(ms(tb));
         let source = full
             .analyze(&std::fs::read(&photo.source)?)
@@ -272,6 +280,7 @@ fn compare_decodes(models: &ModelsDir, photos: &[Photo]) -> Result<Report> {
         to_source
             .1
             .push(f64::from(b.face.embedding.cosine(&source.face.embedding)));
+        to_full.push(a.face.embedding.cosine(&b.face.embedding));
         embeddings.push((photo.person, a.face.embedding, b.face.embedding));
     }
     let mut report = Report {
@@ -290,7 +299,12 @@ fn compare_decodes(models: &ModelsDir, photos: &[Photo]) -> Result<Report> {
             median(stages.iter().map(|t| ms(t.embed)).collect()),
         ],
         refined,
+        coarse_detected,
         source_cosine_p50: [median(to_source.0) as f32, median(to_source.1) as f32],
+        reduced_to_full_cosine: [
+            to_full.iter().copied().fold(1.0, f32::min),
+            median(to_full.iter().map(|&c| f64::from(c)).collect()) as f32,
+        ],
         pairs: 0,
         genuine_pairs: 0,
         same_level: 0,
@@ -355,8 +369,14 @@ fn print_report(r: &Report) {
     );
     let [decode, detect, align, embed] = r.reduced_stages_ms;
     println!("{} photos decoded again more finely for a small face", r.refined);
+    println!(
+        "{} of {} subjects found by the detector's coarse pass alone",
+        r.coarse_detected, r.photos
+    );
     let [reduced, full] = r.source_cosine_p50;
     println!("cosine to the source portrait's embedding, p50: reduced {reduced:.4}, full decode {full:.4}");
+    let [lowest, middle] = r.reduced_to_full_cosine;
+    println!("cosine of each photo's reduced embedding to its full decode's: lowest {lowest:.4}, p50 {middle:.4}");
     println!("reduced stages p50: decode {decode:.1}, detect {detect:.1}, align {align:.2}, embed {embed:.1} ms");
     println!(
         "{} pairs ({} genuine): same match level {} ({:.2}%), same decision at level 3 {}, largest similarity change {:.4}",

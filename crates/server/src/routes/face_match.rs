@@ -51,7 +51,10 @@ pub struct MatchResponse {
     /// facegate addition: the calibration that set the levels, `name@sha256-prefix`.
     #[schema(example = "default@3f2a9c01b4de")]
     pub calibration: String,
-    /// facegate addition: faces found in each image.
+    /// facegate addition: faces found in each image. On a photo whose long
+    /// side is at least 1,280 px these are the faces a pass at 320 px finds
+    /// when that pass sufficed for the subject, so a face of a few pixels far
+    /// behind it may go uncounted.
     pub faces: FaceCounts,
     /// facegate addition: the model that made the templates.
     pub model_version: &'static str,
