@@ -101,10 +101,8 @@ pub struct Analysis {
     /// Encoded pixels per pixel the face was aligned from: 1 at full
     /// resolution, 2, 4 or 8 for a reduced JPEG decode.
     pub decode_factor: u32,
-    /// Long side of the detector input whose landmarks aligned the face:
-    /// the coarse side when that pass sufficed (see
-    /// [`DetectorOptions::coarse_side`]), otherwise the full one.
-    pub detect_side: u32,
+    /// Which detector passes found the subject and its landmarks.
+    pub search: SubjectSearch,
     pub timings: StageTimings,
 }
 
@@ -115,16 +113,27 @@ pub struct Located {
     pub aligned: AlignedFace,
     pub faces_found: usize,
     pub comparable_faces: usize,
-    /// See [`Analysis::detect_side`].
-    pub detect_side: u32,
+    /// See [`Analysis::search`].
+    pub search: SubjectSearch,
+}
+
+/// How the subject of a photo was found (see [`DetectorOptions::coarse_side`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubjectSearch {
+    /// One pass at the detector's full side.
+    Full,
+    /// One pass at the coarse side: the face was large enough.
+    Coarse,
+    /// The coarse pass found a small face, and a pass on a crop around it
+    /// gave its landmarks.
+    CoarseRefined,
 }
 
 /// Every face a detector pass found, and which one is the subject.
 struct Subject {
     found: Vec<Detection>,
     index: usize,
-    /// Long side of that pass's input.
-    side: u32,
+    search: SubjectSearch,
 }
 
 /// One YuNet and one SFace session.
@@ -159,7 +168,7 @@ fn located(subject: &Subject, aligned: AlignedFace) -> Located {
             .iter()
             .filter(|f| f.bbox.height >= 0.5 * detection.bbox.height)
             .count(),
-        detect_side: subject.side,
+        search: subject.search,
     }
 }
 
@@ -343,7 +352,7 @@ impl Prepared {
             width: self.width,
             height: self.height,
             decode_factor: self.decode_factor,
-            detect_side: self.located.detect_side,
+            search: self.located.search,
             timings: StageTimings { embed, ..self.timings },
         }
     }
@@ -353,7 +362,7 @@ impl FaceEngine {
     /// Every face and which is the subject, at the detector's full side.
     fn find_subject(&mut self, image: &RgbImage, timings: &mut StageTimings) -> Result<Subject, VisionError> {
         let side = self.detector.options().max_side;
-        let subject = self.detect_subject(image, side, timings)?;
+        let subject = self.detect_subject(image, side, SubjectSearch::Full, timings)?;
         subject.ok_or(VisionError::NoFaceDetected)
     }
 
@@ -362,19 +371,21 @@ impl FaceEngine {
         &mut self,
         image: &RgbImage,
         side: u32,
+        search: SubjectSearch,
         timings: &mut StageTimings,
     ) -> Result<Option<Subject>, VisionError> {
         let start = Instant::now();
         let found = self.detector.detect_at(image, side)?;
         timings.detect += start.elapsed();
-        let side = side.min(image.width().max(image.height()));
-        Ok(select_subject(&found, image.width(), image.height()).map(|index| Subject { found, index, side }))
+        Ok(select_subject(&found, image.width(), image.height()).map(|index| Subject { found, index, search }))
     }
 
     /// [`FaceEngine::find_subject`] on a large photo: first at the coarse
-    /// side, which costs YuNet a quarter of the full input's time, and again
-    /// at the full side only when the coarse pass finds no subject with
-    /// enough pixels between the eyes for landmarks as fine as LFW's.
+    /// side, which costs YuNet a quarter of the full input's time. A subject
+    /// with too few pixels between the eyes there for landmarks as fine as
+    /// LFW's is located again on a crop around it; only when the coarse pass
+    /// finds no face, or the crop loses it, is the photo searched at the
+    /// full side.
     fn find_subject_coarse_first(
         &mut self,
         image: &RgbImage,
@@ -385,9 +396,22 @@ impl FaceEngine {
             return self.find_subject(image, timings);
         }
         let scale = input_scale(image.width(), image.height(), side);
-        match self.detect_subject(image, side, timings)? {
-            Some(s) if s.found[s.index].interocular() * scale >= MIN_COARSE_INTEROCULAR => Ok(s),
-            _ => self.find_subject(image, timings),
+        let Some(mut subject) = self.detect_subject(image, side, SubjectSearch::Coarse, timings)? else {
+            return self.find_subject(image, timings);
+        };
+        if subject.found[subject.index].interocular() * scale >= MIN_COARSE_INTEROCULAR {
+            return Ok(subject);
+        }
+        let start = Instant::now();
+        let refined = self.detector.refine(image, &subject.found[subject.index])?;
+        timings.detect += start.elapsed();
+        match refined {
+            Some(face) => {
+                subject.found[subject.index] = face;
+                subject.search = SubjectSearch::CoarseRefined;
+                Ok(subject)
+            }
+            None => self.find_subject(image, timings),
         }
     }
 

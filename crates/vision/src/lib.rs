@@ -32,7 +32,7 @@ pub use align::AlignedFace;
 pub use decode::{DecodeLimits, decode};
 pub use detect::DetectorOptions;
 pub use embed::{EMBEDDING_DIM, Embedding};
-pub use engine::{Analysis, EngineOptions, Face, FaceEngine, Prepared, StageTimings, ThreadOptions};
+pub use engine::{Analysis, EngineOptions, Face, FaceEngine, Prepared, StageTimings, SubjectSearch, ThreadOptions};
 pub use error::{DecodeError, ModelError, VisionError};
 pub use metadata::strip_metadata;
 pub use models::{MODEL_VERSION, ModelsDir, Recognizer};

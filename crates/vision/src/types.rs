@@ -82,6 +82,18 @@ impl Detection {
         self.right_eye().distance(self.left_eye())
     }
 
+    /// The same detection with its origin moved: `(dx, dy)` is added to
+    /// every coordinate.
+    pub fn translated(mut self, dx: f32, dy: f32) -> Self {
+        self.bbox.x += dx;
+        self.bbox.y += dy;
+        for p in &mut self.landmarks {
+            p.x += dx;
+            p.y += dy;
+        }
+        self
+    }
+
     /// The same detection in an image `factor` times larger along each axis.
     pub fn scaled(mut self, factor: f32) -> Self {
         self.bbox.x *= factor;

@@ -23,7 +23,7 @@ use anyhow::{Context, Result, bail};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use clap::Args;
-use facegate_vision::{DetectorOptions, EngineOptions, FaceEngine, ModelsDir};
+use facegate_vision::{EngineOptions, FaceEngine, ModelsDir, SubjectSearch};
 use image::{Rgb, RgbImage};
 use jpeg_encoder::{ColorType, Encoder, SamplingFactor};
 use serde::Serialize;
@@ -80,8 +80,9 @@ struct Report {
     reduced_stages_ms: [f64; 4],
     /// Photos decoded a second time, more finely, for a small face.
     refined: usize,
-    /// Photos whose subject the detector's coarse pass sufficed for.
-    coarse_detected: usize,
+    /// Photos whose subject the detector's coarse pass found: alone, and
+    /// with its landmarks from a crop around the face.
+    coarse_detected: [usize; 2],
     /// Median cosine of each photo's embedding to its source portrait's:
     /// at reduced scale, at full decode.
     source_cosine_p50: [f32; 2],
@@ -255,8 +256,7 @@ fn compare_decodes(models: &ModelsDir, photos: &[Photo]) -> Result<Report> {
     let (mut reduced_ms, mut full_ms) = (Vec::new(), Vec::new());
     let mut embeddings = Vec::new();
     let mut stages = Vec::new();
-    let (mut refined, mut coarse_detected) = (0, 0);
-    let full_side = DetectorOptions::default().max_side;
+    let (mut refined, mut coarse_detected) = (0, [0, 0]);
     let mut to_source = (Vec::new(), Vec::new());
     let mut to_full = Vec::new();
     for (i, photo) in photos.iter().enumerate() {
@@ -269,7 +269,8 @@ fn compare_decodes(models: &ModelsDir, photos: &[Photo]) -> Result<Report> {
         reduced_ms.push(ms(ta));
         stages.push(a.timings);
         refined += usize::from(a.decode_factor < 4);
-        coarse_detected += usize::from(a.detect_side < full_side);
+        coarse_detected[0] += usize::from(a.search == SubjectSearch::Coarse);
+        coarse_detected[1] += usize::from(a.search == SubjectSearch::CoarseRefined);
         full_ms.push(ms(tb));
         let source = full
             .analyze(&std::fs::read(&photo.source)?)
@@ -369,9 +370,10 @@ fn print_report(r: &Report) {
     );
     let [decode, detect, align, embed] = r.reduced_stages_ms;
     println!("{} photos decoded again more finely for a small face", r.refined);
+    let [coarse, cropped] = r.coarse_detected;
     println!(
-        "{} of {} subjects found by the detector's coarse pass alone",
-        r.coarse_detected, r.photos
+        "subjects found by the coarse detector pass: {coarse} alone, {cropped} with a crop's landmarks, {} searched at full side",
+        r.photos - coarse - cropped
     );
     let [reduced, full] = r.source_cosine_p50;
     println!("cosine to the source portrait's embedding, p50: reduced {reduced:.4}, full decode {full:.4}");
