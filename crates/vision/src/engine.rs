@@ -245,10 +245,11 @@ impl FaceEngine {
     /// Every stage but the embedding: decode, detect, align.
     ///
     /// A large JPEG is decoded at the coarsest DCT scale that still gives the
-    /// detector its full input; when the subject's face then has too few
-    /// pixels for the aligner, it is decoded again at the scale it needs
-    /// (full resolution at worst). Boxes and landmarks are reported in the
-    /// full-resolution image's coordinates either way.
+    /// detector its full input, and searched first by the detector's coarse
+    /// pass (see [`DetectorOptions::coarse_side`]); when the subject's face
+    /// then has too few pixels for the aligner, it is decoded again at the
+    /// scale it needs (full resolution at worst). Boxes and landmarks are
+    /// reported in the full-resolution image's coordinates either way.
     pub fn prepare(&mut self, bytes: &[u8]) -> Result<Prepared, VisionError> {
         let mut timings = StageTimings::default();
         let start = Instant::now();
