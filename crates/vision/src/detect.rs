@@ -127,9 +127,7 @@ impl Detector {
         let inverse = 1.0 / scale.min(1.0);
         Ok(found.into_iter().map(|d| d.scaled(inverse)).collect())
     }
-}
 
-impl Detector {
     /// `near` located again on a crop around it framed as LFW's faces are
     /// ([`REFINE_CONTEXT`] times its box, searched at up to [`REFINE_SIDE`]
     /// px, never scaled up): landmarks for a face too small in a coarse pass,

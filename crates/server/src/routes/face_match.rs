@@ -53,7 +53,7 @@ pub struct MatchResponse {
     pub calibration: String,
     /// facegate addition: faces found in each image. On a photo whose long
     /// side is at least 1,280 px these are the faces a pass at 320 px finds
-    /// when that pass sufficed for the subject, so a face of a few pixels far
+    /// whenever that pass finds the subject, so a face of a few pixels far
     /// behind it may go uncounted.
     pub faces: FaceCounts,
     /// facegate addition: the model that made the templates.
