@@ -8,7 +8,12 @@ convolutions and the final Gemm can be quantised: they are nearly all of the
 arithmetic, and keeping the PRelu rewrite (Relu/Sub/Mul/Add) in float avoids
 a quantise/dequantise pair around each of its four nodes.
 
-Usage: quantize_sface.py CROPS PREPARED_SFACE OUT [--method M] [--keep-float NODES]
+With `--equalize ALPHA`, each channel's activation range is first equalised
+(`equalize_sface.py`), an exact rewrite of the float model that leaves the
+quantiser less rounding to do.
+
+Usage: quantize_sface.py CROPS PREPARED_SFACE OUT [--method M] [--percentile P]
+       [--keep-float NODES] [--equalize ALPHA] [--cache RANGES]
 (`scripts/quantize-sface.sh`, run by `make int8`, passes the measured choices.)
 """
 import argparse
@@ -27,6 +32,8 @@ from onnxruntime.quantization import (
 )
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
+from equalize_sface import equalize
+
 SIDE = 112
 METHODS = {
     "minmax": CalibrationMethod.MinMax,
@@ -35,12 +42,16 @@ METHODS = {
 }
 
 
-class Crops(CalibrationDataReader):
-    """Feeds the crops file as NCHW float RGB at 0..255, as the engine does."""
+def load_crops(path):
+    """The crops file as NCHW float RGB at 0..255, as the engine feeds SFace."""
+    raw = np.fromfile(path, dtype=np.uint8)
+    return raw.reshape(-1, SIDE, SIDE, 3).transpose(0, 3, 1, 2).astype(np.float32)
 
-    def __init__(self, path):
-        raw = np.fromfile(path, dtype=np.uint8)
-        faces = raw.reshape(-1, SIDE, SIDE, 3).transpose(0, 3, 1, 2).astype(np.float32)
+
+class Crops(CalibrationDataReader):
+    """Feeds the crops to the calibrator one face at a time."""
+
+    def __init__(self, faces):
         # One face per run: the histogram calibrators need every batch the same shape.
         self.batches = iter(np.split(faces, len(faces)))
 
@@ -57,6 +68,10 @@ def main():
     parser.add_argument("--method", choices=METHODS, default="minmax")
     parser.add_argument("--ops", default="Conv,Gemm")
     parser.add_argument("--keep-float", default="", help="comma-separated node names left in float")
+    parser.add_argument("--percentile", type=float, default=99.999, help="with --method percentile")
+    parser.add_argument("--equalize", type=float, metavar="ALPHA", help="equalise channel ranges first")
+    parser.add_argument("--equalize-faces", type=int, default=200, help="faces the equalisation measures")
+    parser.add_argument("--cache", help="calibration ranges: read if the file exists, else written")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         # Shape inference and BatchNorm folding first, as the quantiser asks.
@@ -65,10 +80,13 @@ def main():
         onnx.save(version_converter.convert_version(onnx.load(args.model), 13), upgraded)
         pre = str(Path(tmp) / "pre.onnx")
         quant_pre_process(upgraded, pre)
+        faces = load_crops(args.crops)
+        if args.equalize is not None:
+            onnx.save(equalize(onnx.load(pre), faces[: args.equalize_faces], args.equalize), pre)
         quantize_static(
             pre,
             args.out,
-            Crops(args.crops),
+            Crops(faces),
             quant_format=QuantFormat.QDQ,
             op_types_to_quantize=args.ops.split(","),
             per_channel=True,
@@ -78,7 +96,8 @@ def main():
             nodes_to_exclude=[n for n in args.keep_float.split(",") if n],
             # Histogram 50 faces' activations at a time: all 500 at once
             # take over 20 GB.
-            extra_options={"CalibMaxIntermediateOutputs": 50},
+            extra_options={"CalibMaxIntermediateOutputs": 50, "CalibPercentile": args.percentile},
+            calibration_cache_path=args.cache,
         )
 
 

@@ -1,5 +1,6 @@
 //! `facegate models crops`: aligned LFW faces for calibrating a quantised
-//! SFace (`scripts/quantize_sface.py`).
+//! SFace (`scripts/quantize_sface.py`) and, with `--every-image`, for
+//! comparing it with fp32 on all pairs (`scripts/recognizer_tail.py`).
 //!
 //! The file is raw RGB, 112x112x3 bytes per face, one face after another:
 //! exactly what the engine feeds SFace, so the quantiser sees the
@@ -25,6 +26,10 @@ pub struct CropsArgs {
     /// so the set spreads over the whole alphabet of people.
     #[arg(long, default_value_t = 500)]
     count: usize,
+    /// Every LFW image instead, with each written face's person, one per
+    /// line, in `<out>.names`: the all-pairs set for screening quantisers.
+    #[arg(long, conflicts_with = "count")]
+    every_image: bool,
     #[arg(long)]
     out: PathBuf,
 }
@@ -43,7 +48,13 @@ fn spread_people(ids: &[ImageId], count: usize) -> Vec<ImageId> {
 
 pub fn run(models: &ModelsDir, args: &CropsArgs) -> Result<()> {
     let lfw = lfw_dir(args.lfw.as_deref())?;
-    let chosen = spread_people(&lfw.all_images()?, args.count);
+    let all = lfw.all_images()?;
+    let chosen = if args.every_image {
+        all
+    } else {
+        spread_people(&all, args.count)
+    };
+    let mut names = String::new();
     let mut engine = facegate_vision::FaceEngine::load(models, EngineOptions::default())?;
     let mut out = std::io::BufWriter::new(
         std::fs::File::create(&args.out).with_context(|| format!("creating {}", args.out.display()))?,
@@ -60,12 +71,18 @@ pub fn run(models: &ModelsDir, args: &CropsArgs) -> Result<()> {
             continue;
         };
         out.write_all(located.aligned.0.as_raw())?;
+        names.push_str(&id.name);
+        names.push('\n');
         written += 1;
     }
     progress.finish_and_clear();
     out.flush()?;
+    if args.every_image {
+        let path = args.out.with_extension("names");
+        std::fs::write(&path, names).with_context(|| format!("writing {}", path.display()))?;
+    }
     println!(
-        "{written} aligned faces from {} people → {}",
+        "{written} aligned faces from {} images → {}",
         chosen.len(),
         args.out.display()
     );

@@ -391,3 +391,36 @@ fn calibration_crops_are_aligned_faces_of_distinct_people() {
     let face = |i: usize| &bytes[i * 112 * 112 * 3..(i + 1) * 112 * 112 * 3];
     assert_ne!(face(0), face(1), "two people, two crops");
 }
+
+#[test]
+fn every_image_crops_name_each_face_person() {
+    let Some(lfw) = dataset_or_skip("lfw", "every_image_crops_name_each_face_person") else {
+        return;
+    };
+    // A three-image LFW: two photos of one person, one of another.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let copy = |name: &str, index: u32| {
+        let file = format!("{name}/{name}_{index:04}.jpg");
+        let to = dir.path().join("lfw/images").join(&file);
+        std::fs::create_dir_all(to.parent().expect("parent")).expect("mkdir");
+        std::fs::copy(lfw.join("images").join(&file), to).expect("copy");
+    };
+    copy("Aaron_Peirsol", 1);
+    copy("Aaron_Peirsol", 2);
+    copy("Abdullah_Gul", 1);
+    let out_path = dir.path().join("all.crops");
+    let out = facegate(&[
+        "models",
+        "crops",
+        "--lfw",
+        &dir.path().join("lfw").display().to_string(),
+        "--every-image",
+        "--out",
+        &out_path.display().to_string(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let bytes = std::fs::read(&out_path).expect("crops");
+    assert_eq!(bytes.len(), 3 * 112 * 112 * 3, "every image, one face each");
+    let names = std::fs::read_to_string(dir.path().join("all.names")).expect("names");
+    assert_eq!(names, "Aaron_Peirsol\nAaron_Peirsol\nAbdullah_Gul\n");
+}

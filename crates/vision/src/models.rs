@@ -28,10 +28,12 @@ pub const SFACE: ModelFile = ModelFile {
 };
 /// SFace quantised to int8 by `scripts/quantize_sface.py` (`make int8`):
 /// per-channel int8 weights and uint8 activations calibrated on 500 aligned
-/// LFW faces; the depthwise and first convolutions stay in float.
+/// LFW faces after each channel's range is equalised
+/// (`scripts/equalize_sface.py`); the depthwise and first convolutions stay
+/// in float.
 pub const SFACE_INT8: ModelFile = ModelFile {
     path: "face_recognition_sface_2021dec_int8.onnx",
-    sha256: "916211f2ab62d5175c35a58df5b09a2091ed78518cdffc085da1974cf284d1de",
+    sha256: "bca5342411cf7b605e6136ebaca3ca790a7592ac3f0ee4d62b69600d078affd8",
 };
 /// YuNet as published in OpenCV's model zoo (MIT).
 pub const YUNET_ORIGINAL: ModelFile = ModelFile {
