@@ -11,6 +11,7 @@ use ort::session::Session;
 use ort::value::TensorRef;
 
 use crate::error::{ModelError, VisionError};
+use crate::resize::PixelRect;
 use crate::types::{BoundingBox, Detection, Point};
 
 const STRIDES: [usize; 3] = [8, 16, 32];
@@ -88,17 +89,22 @@ impl Detector {
 
     /// [`Detector::detect`] with the image scaled down to `max_side`.
     pub fn detect_at(&mut self, image: &RgbImage, max_side: u32) -> Result<Vec<Detection>, VisionError> {
-        let scale = input_scale(image.width(), image.height(), max_side);
-        let scaled;
-        let input = if scale < 1.0 {
-            let w = ((image.width() as f32 * scale).round() as u32).max(1);
-            let h = ((image.height() as f32 * scale).round() as u32).max(1);
-            scaled = crate::resize::downscale(image, w, h);
-            &scaled
+        self.detect_in(image, PixelRect::of(image), max_side)
+    }
+
+    /// [`Detector::detect_at`] on `region` of `image`, read in place, in
+    /// the region's coordinates.
+    fn detect_in(&mut self, image: &RgbImage, region: PixelRect, max_side: u32) -> Result<Vec<Detection>, VisionError> {
+        let (region_width, region_height) = region.size();
+        let scale = input_scale(region_width, region_height, max_side);
+        let (tensor, width, height) = if scale < 1.0 {
+            let w = ((region_width as f32 * scale).round() as u32).max(1);
+            let h = ((region_height as f32 * scale).round() as u32).max(1);
+            let scaled = crate::resize::downscale_region(image, region, w, h);
+            to_padded_bgr(&scaled, PixelRect::of(&scaled))
         } else {
-            image
+            to_padded_bgr(image, region)
         };
-        let (tensor, width, height) = to_padded_bgr(input);
         let shape = [1usize, 3, height, width];
         let outputs = self
             .session
@@ -138,15 +144,14 @@ impl Detector {
         let centre = near.bbox.centre();
         // `as u32` saturates at 0, so a crop running off the top or the left starts at the edge.
         let (x0, y0) = ((centre.x - half) as u32, (centre.y - half) as u32);
-        let x1 = ((centre.x + half).ceil() as u32).min(image.width());
-        let y1 = ((centre.y + half).ceil() as u32).min(image.height());
-        if x1 <= x0 || y1 <= y0 {
+        let (x1, y1) = ((centre.x + half).ceil() as u32, (centre.y + half).ceil() as u32);
+        let Some(crop) = PixelRect::clamped(image, x0, y0, x1, y1) else {
             return Ok(None);
-        }
-        let crop = image::imageops::crop_imm(image, x0, y0, x1 - x0, y1 - y0).to_image();
-        let (dx, dy) = (x0 as f32, y0 as f32);
+        };
+        let (left, top) = crop.origin();
+        let (dx, dy) = (left as f32, top as f32);
         let target = near.translated(-dx, -dy).bbox;
-        let found = self.detect_at(&crop, REFINE_SIDE)?;
+        let found = self.detect_in(image, crop, REFINE_SIDE)?;
         Ok(found
             .into_iter()
             .map(|d| (d.bbox.iou(&target), d))
@@ -162,17 +167,21 @@ pub fn input_scale(width: u32, height: u32, max_side: u32) -> f32 {
     (max_side as f32 / long).min(1.0)
 }
 
-/// Planar BGR f32 at 0..255, zero-padded to a multiple of 32 on each side.
-fn to_padded_bgr(image: &RgbImage) -> (Vec<f32>, usize, usize) {
-    let width = image.width().div_ceil(PAD).max(1) as usize * PAD as usize;
-    let height = image.height().div_ceil(PAD).max(1) as usize * PAD as usize;
+/// `region` of `image` as planar BGR f32 at 0..255, zero-padded to a
+/// multiple of 32 on each side.
+fn to_padded_bgr(image: &RgbImage, region: PixelRect) -> (Vec<f32>, usize, usize) {
+    let (region_width, region_height) = region.size();
+    let width = region_width.div_ceil(PAD).max(1) as usize * PAD as usize;
+    let height = region_height.div_ceil(PAD).max(1) as usize * PAD as usize;
     let plane = width * height;
     let mut data = vec![0f32; 3 * plane];
-    for (x, y, pixel) in image.enumerate_pixels() {
-        let i = y as usize * width + x as usize;
-        data[i] = f32::from(pixel[2]);
-        data[plane + i] = f32::from(pixel[1]);
-        data[2 * plane + i] = f32::from(pixel[0]);
+    for (y, row) in region.rows(image).enumerate() {
+        for (x, pixel) in row.chunks_exact(3).enumerate() {
+            let i = y * width + x;
+            data[i] = f32::from(pixel[2]);
+            data[plane + i] = f32::from(pixel[1]);
+            data[2 * plane + i] = f32::from(pixel[0]);
+        }
     }
     (data, width, height)
 }
@@ -244,6 +253,30 @@ pub fn select_subject(found: &[Detection], width: u32, height: u32) -> Option<us
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn noise(width: u32, height: u32) -> RgbImage {
+        RgbImage::from_fn(width, height, |x, y| {
+            let v = x.wrapping_mul(2_654_435_761) ^ y.wrapping_mul(40_503);
+            image::Rgb([v as u8, (v >> 8) as u8, (v >> 16) as u8])
+        })
+    }
+
+    #[test]
+    fn a_region_reads_as_its_copy_would() {
+        let image = noise(301, 207);
+        let region = PixelRect::clamped(&image, 37, 11, 400, 150).expect("inside");
+        assert_eq!(
+            (region.origin(), region.size()),
+            ((37, 11), (264, 139)),
+            "cut to the image"
+        );
+        let copy = image::imageops::crop_imm(&image, 37, 11, 264, 139).to_image();
+        assert_eq!(
+            to_padded_bgr(&image, region),
+            to_padded_bgr(&copy, PixelRect::of(&copy))
+        );
+        assert_eq!(PixelRect::clamped(&image, 301, 0, 400, 10), None);
+    }
 
     /// A synthetic 64x64 input: one confident cell at stride 8, row 2, col 3.
     #[test]
