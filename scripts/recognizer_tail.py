@@ -14,7 +14,14 @@ real loss from the reshuffle.
 Thresholds are empirical (no Clopper-Pearson margin), so TMR here is higher
 than in `facegate calibrate`'s tables; the differences are what to read.
 
-Usage: recognizer_tail.py CROPS BASELINE_ONNX MODEL_ONNX... [--cache DIR]
+With --bootstrap N it also asks how far LFW can tell a loss at each level:
+people are drawn with replacement N times (an identity bootstrap, as
+`facegate calibrate` reads london-dev), each draw's thresholds are set as
+`facegate calibrate` sets them (the Clopper-Pearson 95% margin), and the
+difference of each model's TMR from the first one's is read in every draw.
+On the whole of LFW (no draw) the difference is the tables' own.
+
+Usage: recognizer_tail.py CROPS BASELINE_ONNX MODEL_ONNX... [--cache DIR] [--bootstrap N]
 CROPS comes from `facegate models crops --every-image --out CROPS`, which
 also writes each face's person to CROPS with the extension `.names`.
 """
@@ -29,6 +36,7 @@ import onnxruntime as ort
 
 SIDE = 112
 LEVELS = [1e-2, 1e-3, 1e-4, 1e-5, 1e-6]
+Z = 1.959963984540054  # the normal deviate of a two-sided 95% interval
 
 
 def embed(model, faces, cache):
@@ -61,11 +69,94 @@ def tmr_by_rank(e, same, upper, top):
     return 100 * above / len(genuine)
 
 
+def poisson_upper(events):
+    """The Clopper-Pearson 95% upper bound of `events`, as an expected count.
+
+    With tens of millions of pairs the binomial is Poisson: the bound is the
+    mean at which `events` or fewer happen 2.5% of the time. Exact (by
+    bisection) below 200 events; above, the Wilson-Hilferty form, whose
+    error there is a small fraction of one event.
+    """
+    if events >= 200:
+        k = events + 1
+        return k * (1 - 1 / (9 * k) + Z / (3 * math.sqrt(k))) ** 3
+
+    def cdf(mean):
+        return sum(math.exp(i * math.log(mean) - mean - math.lgamma(i + 1)) for i in range(events + 1))
+
+    lo, hi = float(events), events + 10 * math.sqrt(events + 1) + 10
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if cdf(mid) > 0.025 else (lo, mid)
+    return hi
+
+
+def allowed_pairs(fmr, pairs):
+    """How many impostor pairs may reach a level's threshold among `pairs`:
+    the most whose upper bound stays within `fmr` (calibrate's rule)."""
+    events = int(fmr * pairs)
+    while events > 0 and poisson_upper(events) > fmr * pairs:
+        events -= 1
+    return events
+
+
+class Tail:
+    """One model's scores for the bootstrap: every genuine pair, and the
+    impostor pairs high enough to hold level 1's threshold in any draw."""
+
+    def __init__(self, e, ids, upper, same, top):
+        scores = (e @ e.T)[upper]
+        self.genuine = scores[same]
+        self.genuine_person = ids[upper[0][same]]
+        impostor = np.flatnonzero(~same)
+        highest = impostor[np.argpartition(scores[impostor], len(impostor) - top)[-top:]]
+        highest = highest[np.argsort(-scores[highest], kind="stable")]
+        self.impostor = scores[highest]
+        self.pair = (ids[upper[0][highest]], ids[upper[1][highest]])
+
+    def tmr(self, draws, fmr, impostor_pairs):
+        """TMR (%) at the threshold `facegate calibrate` would set on the
+        people drawn `draws[p]` times each (pairs between two draws of one
+        person are left out, as they are one person)."""
+        weight = np.cumsum(draws[self.pair[0]] * draws[self.pair[1]])
+        first_over = np.searchsorted(weight, allowed_pairs(fmr, impostor_pairs), side="right")
+        threshold = self.impostor[min(first_over, len(self.impostor) - 1)]
+        genuine_weight = draws[self.genuine_person]
+        return 100 * genuine_weight[self.genuine > threshold].sum() / genuine_weight.sum()
+
+
+def bootstrap(embeddings, labels, ids, upper, same, draws):
+    """Per level: each model's TMR difference from the first on all of LFW,
+    and its 95% interval over `draws` identity bootstrap draws."""
+    people = ids.max() + 1
+    photos = np.bincount(ids, minlength=people).astype(float)
+    top = int(LEVELS[0] * (~same).sum() * 1.3)
+    tails = [Tail(e, ids, upper, same, top) for e in embeddings]
+    rng = np.random.default_rng(20261207)
+    counts = [np.ones(people)] + [np.bincount(rng.integers(0, people, people), minlength=people) for _ in range(draws)]
+    print(f"identity bootstrap, {draws} draws of {people} people; thresholds as `facegate calibrate` sets them")
+    for fmr in LEVELS:
+        table = np.empty((len(tails), len(counts)))
+        for j, c in enumerate(counts):
+            c = c.astype(float)
+            impostor_pairs = ((c * photos).sum() ** 2 - ((c * photos) ** 2).sum()) / 2
+            table[:, j] = [t.tmr(c, fmr, impostor_pairs) for t in tails]
+        print(f"FMR {fmr:.0e}: {labels[0]} TMR {table[0, 0]:.2f}% on LFW")
+        for label, row in zip(labels[1:], table[1:]):
+            delta = row - table[0]
+            lo, hi = np.percentile(delta[1:], [2.5, 97.5])
+            print(
+                f"  {label:42s} Δ on LFW {delta[0]:+.2f}, over the draws: mean {delta[1:].mean():+.2f},"
+                f" 95% {lo:+.2f} to {hi:+.2f}, below -0.3 in {100 * (delta[1:] < -0.3).mean():.0f}%"
+            )
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("crops")
     parser.add_argument("models", nargs="+")
     parser.add_argument("--cache", help="directory for embeddings, keyed by the model's hash")
+    parser.add_argument("--bootstrap", type=int, default=0, help="identity bootstrap draws (0: none)")
     args = parser.parse_args()
     faces = np.fromfile(args.crops, dtype=np.uint8).reshape(-1, SIDE, SIDE, 3)
     names = open(os.path.splitext(args.crops)[0] + ".names").read().split()
@@ -74,7 +165,8 @@ def main():
     same = ids[upper[0]] == ids[upper[1]]
     impostors = int((~same).sum())
     top = int(impostors * LEVELS[0] * 1.1)
-    curves = [tmr_by_rank(embed(m, faces, args.cache), same, upper, top) for m in args.models]
+    embeddings = [embed(m, faces, args.cache) for m in args.models]
+    curves = [tmr_by_rank(e, same, upper, top) for e in embeddings]
     print(f"{len(faces)} faces, {int(same.sum())} genuine and {impostors} impostor pairs")
     for fmr in LEVELS:
         n = int(impostors * fmr)
@@ -87,6 +179,9 @@ def main():
                 f"  Δ at rank {curve[n - 1] - curves[0][n - 1]:+.2f}"
                 f"  Δ over window: mean {delta.mean():+.3f}, sd {delta.std():.3f}"
             )
+    if args.bootstrap:
+        labels = [os.path.basename(m) for m in args.models]
+        bootstrap(embeddings, labels, ids, upper, same, args.bootstrap)
     sys.stdout.flush()
 
 
