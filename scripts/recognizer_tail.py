@@ -17,7 +17,8 @@ than in `facegate calibrate`'s tables; the differences are what to read.
 With --bootstrap N it also asks how far LFW can tell a loss at each level:
 people are drawn with replacement N times (an identity bootstrap, as
 `facegate calibrate` reads london-dev), each draw's thresholds are set as
-`facegate calibrate` sets them (the Clopper-Pearson 95% margin), and the
+`facegate calibrate` sets them (the Clopper-Pearson 95% margin; a test checks
+that the counts agree), and the
 difference of each model's TMR from the first one's is read in every draw.
 On the whole of LFW (no draw) the difference is the tables' own.
 
@@ -32,15 +33,16 @@ import os
 import sys
 
 import numpy as np
-import onnxruntime as ort
 
 SIDE = 112
 LEVELS = [1e-2, 1e-3, 1e-4, 1e-5, 1e-6]
-Z = 1.959963984540054  # the normal deviate of a two-sided 95% interval
 
 
 def embed(model, faces, cache):
     """L2-normalised embeddings, from `cache` when it holds this model's."""
+    # Imported here so that the rest (and its test) needs only NumPy.
+    import onnxruntime as ort
+
     digest = hashlib.sha256(open(model, "rb").read()).hexdigest()[:16]
     path = cache and os.path.join(cache, f"{digest}.npy")
     if path and os.path.exists(path):
@@ -69,35 +71,41 @@ def tmr_by_rank(e, same, upper, top):
     return 100 * above / len(genuine)
 
 
-def poisson_upper(events):
-    """The Clopper-Pearson 95% upper bound of `events`, as an expected count.
+def ln_pmf(i, n, p):
+    """ln P(X = i) for X ~ Bin(n, p)."""
+    return math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * math.log(p) + (n - i) * math.log1p(-p)
 
-    With tens of millions of pairs the binomial is Poisson: the bound is the
-    mean at which `events` or fewer happen 2.5% of the time. Exact (by
-    bisection) below 200 events; above, the Wilson-Hilferty form, whose
-    error there is a small fraction of one event.
-    """
-    if events >= 200:
-        k = events + 1
-        return k * (1 - 1 / (9 * k) + Z / (3 * math.sqrt(k))) ** 3
 
-    def cdf(mean):
-        return sum(math.exp(i * math.log(mean) - mean - math.lgamma(i + 1)) for i in range(events + 1))
-
-    lo, hi = float(events), events + 10 * math.sqrt(events + 1) + 10
-    for _ in range(60):
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if cdf(mid) > 0.025 else (lo, mid)
-    return hi
+def binomial_cdf(k, n, p):
+    """P(X <= k) for X ~ Bin(n, p), summed from k away from the mode as
+    facegate's `stats::binomial_cdf` does (far enough out that the terms
+    left are below 1e-17 of the sum)."""
+    if k >= n:
+        return 1.0
+    odds = p / (1 - p)
+    span = int(40 * math.sqrt(k + 1)) + 100
+    if k < (n + 1) * p:
+        i = np.arange(k, max(k - span, 0) - 1, -1, dtype=float)
+        steps = np.log(i[:-1]) - np.log(n - i[:-1] + 1) - math.log(odds)
+        return min(1.0, float(np.exp(ln_pmf(k, n, p) + np.concatenate([[0.0], np.cumsum(steps)])).sum()))
+    i = np.arange(k + 1, min(k + 1 + span, n) + 1, dtype=float)
+    steps = np.log(n - i[:-1]) - np.log(i[:-1] + 1) + math.log(odds)
+    return max(0.0, 1 - float(np.exp(ln_pmf(k + 1, n, p) + np.concatenate([[0.0], np.cumsum(steps)])).sum()))
 
 
 def allowed_pairs(fmr, pairs):
-    """How many impostor pairs may reach a level's threshold among `pairs`:
-    the most whose upper bound stays within `fmr` (calibrate's rule)."""
-    events = int(fmr * pairs)
-    while events > 0 and poisson_upper(events) > fmr * pairs:
-        events -= 1
-    return events
+    """How many impostor pairs may reach a level's threshold among `pairs`,
+    by `facegate calibrate`'s rule: the most whose Clopper-Pearson 95% upper
+    bound stays within `fmr`. That bound is at most `fmr` exactly when k or
+    fewer false matches would happen at rate `fmr` at most 2.5% of the time."""
+    pairs = int(round(pairs))
+    if binomial_cdf(0, pairs, fmr) > 0.025:
+        return 0
+    lo, hi = 0, min(math.ceil(fmr * pairs), pairs)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if binomial_cdf(mid, pairs, fmr) <= 0.025 else (lo, mid - 1)
+    return lo
 
 
 class Tail:

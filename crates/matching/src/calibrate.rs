@@ -18,7 +18,7 @@
 //!   highest scores, each the 95% upper value over the draws.
 
 use crate::calibration::{CalibrationFile, Evidence, FORMAT, LEVEL_FMR, Level, Population};
-use crate::stats::{clopper_pearson, pairs_needed};
+use crate::stats::{allowed_false_matches, clopper_pearson, pairs_needed};
 
 /// Impostor scores sorted from highest to lowest.
 #[derive(Debug, Clone)]
@@ -57,23 +57,8 @@ impl ImpostorScores {
     /// The lowest threshold whose Clopper–Pearson 95% upper FMR bound is at
     /// most `fmr`, or `None` when even zero false matches cannot show it.
     pub fn conservative_threshold(&self, fmr: f64) -> Option<f32> {
-        let n = self.0.len() as u64;
-        if clopper_pearson(0, n)[1] > fmr {
-            return None;
-        }
-        // The bound rises with k: find the largest k that still passes.
-        // CP's upper bound exceeds k/n, so k stays below fmr·n.
-        let (mut lo, mut hi) = (0u64, ((fmr * n as f64).ceil() as u64).min(n));
-        while lo < hi {
-            let mid = (lo + hi).div_ceil(2);
-            if clopper_pearson(mid, n)[1] <= fmr {
-                lo = mid;
-            } else {
-                hi = mid - 1;
-            }
-        }
+        let k = allowed_false_matches(fmr, self.0.len() as u64)? as usize;
         // Just above the (k+1)-th highest score: at most k pairs reach it.
-        let k = lo as usize;
         Some(self.0.get(k).map_or(-1.0, |s| s.next_up()))
     }
 

@@ -92,6 +92,27 @@ pub fn clopper_pearson(k: u64, n: u64) -> [f64; 2] {
     [lower, upper]
 }
 
+/// The most false matches among `n` impostor pairs whose Clopper–Pearson
+/// 95% upper bound is still at most `fmr`, or `None` when even zero cannot
+/// show it: how many pairs may reach a level's threshold.
+pub fn allowed_false_matches(fmr: f64, n: u64) -> Option<u64> {
+    if clopper_pearson(0, n)[1] > fmr {
+        return None;
+    }
+    // The bound rises with k: find the largest k that still passes.
+    // CP's upper bound exceeds k/n, so k stays below fmr·n.
+    let (mut lo, mut hi) = (0u64, ((fmr * n as f64).ceil() as u64).min(n));
+    while lo < hi {
+        let mid = (lo + hi).div_ceil(2);
+        if clopper_pearson(mid, n)[1] <= fmr {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    Some(lo)
+}
+
 /// The fewest trials with zero successes whose interval's upper bound is at
 /// most `rate`: n ≥ ln(α/2) / ln(1 − rate). Fewer pairs than this cannot show
 /// that a false-match rate is at most `rate`, whatever the scores.
