@@ -18,8 +18,8 @@ With --bootstrap N it also asks how far LFW can tell a loss at each level:
 people are drawn with replacement N times (an identity bootstrap, as
 `facegate calibrate` reads london-dev), each draw's thresholds are set as
 `facegate calibrate` sets them (the Clopper-Pearson 95% margin; a test checks
-that the counts agree), and the
-difference of each model's TMR from the first one's is read in every draw.
+that the counts agree), and the difference of each model's TMR from the
+first one's is read in every draw.
 On the whole of LFW (no draw) the difference is the tables' own.
 
 Usage: recognizer_tail.py CROPS BASELINE_ONNX MODEL_ONNX... [--cache DIR] [--bootstrap N]
@@ -128,7 +128,9 @@ class Tail:
         person are left out, as they are one person)."""
         weight = np.cumsum(draws[self.pair[0]] * draws[self.pair[1]])
         first_over = np.searchsorted(weight, allowed_pairs(fmr, impostor_pairs), side="right")
-        threshold = self.impostor[min(first_over, len(self.impostor) - 1)]
+        if first_over == len(self.impostor):
+            raise ValueError(f"the threshold at FMR {fmr:.0e} lies below the impostor pairs kept")
+        threshold = self.impostor[first_over]
         genuine_weight = draws[self.genuine_person]
         return 100 * genuine_weight[self.genuine > threshold].sum() / genuine_weight.sum()
 

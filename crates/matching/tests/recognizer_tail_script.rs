@@ -1,8 +1,8 @@
 //! `scripts/recognizer_tail.py --bootstrap` sets each draw's thresholds as
 //! `facegate calibrate` does, so that on the whole of LFW it gives the
 //! tables' own figures. Its count of the impostor pairs a level's threshold
-//! lets through (a Poisson form of the bound) must be the one calibrate's
-//! binomial Clopper–Pearson rule allows.
+//! lets through, computed in Python, must be the one calibrate's
+//! Clopper–Pearson rule allows.
 
 use std::path::PathBuf;
 use std::process::Command;
