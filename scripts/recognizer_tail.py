@@ -61,9 +61,8 @@ def embed(model, faces, cache):
     return e
 
 
-def tmr_by_rank(e, same, upper, top):
+def tmr_by_rank(scores, same, top):
     """TMR (%) at the threshold of each of the `top` highest impostor scores."""
-    scores = (e @ e.T)[upper]
     genuine = np.sort(scores[same])
     impostors = scores[~same]
     highest = np.sort(np.partition(impostors, len(impostors) - top)[-top:])[::-1]
@@ -112,8 +111,7 @@ class Tail:
     """One model's scores for the bootstrap: every genuine pair, and the
     impostor pairs high enough to hold level 1's threshold in any draw."""
 
-    def __init__(self, e, ids, upper, same, top):
-        scores = (e @ e.T)[upper]
+    def __init__(self, scores, ids, upper, same, top):
         self.genuine = scores[same]
         self.genuine_person = ids[upper[0][same]]
         impostor = np.flatnonzero(~same)
@@ -122,35 +120,36 @@ class Tail:
         self.impostor = scores[highest]
         self.pair = (ids[upper[0][highest]], ids[upper[1][highest]])
 
-    def tmr(self, draws, fmr, impostor_pairs):
+    def tmr(self, draws, allowed):
         """TMR (%) at the threshold `facegate calibrate` would set on the
-        people drawn `draws[p]` times each (pairs between two draws of one
-        person are left out, as they are one person)."""
+        people drawn `draws[p]` times each, where `allowed` impostor pairs
+        may reach it (pairs between two draws of one person are left out,
+        as they are one person)."""
         weight = np.cumsum(draws[self.pair[0]] * draws[self.pair[1]])
-        first_over = np.searchsorted(weight, allowed_pairs(fmr, impostor_pairs), side="right")
+        first_over = np.searchsorted(weight, allowed, side="right")
         if first_over == len(self.impostor):
-            raise ValueError(f"the threshold at FMR {fmr:.0e} lies below the impostor pairs kept")
+            raise ValueError(f"a threshold letting {allowed} pairs through lies below the impostor pairs kept")
         threshold = self.impostor[first_over]
         genuine_weight = draws[self.genuine_person]
         return 100 * genuine_weight[self.genuine > threshold].sum() / genuine_weight.sum()
 
 
-def bootstrap(embeddings, labels, ids, upper, same, draws):
+def bootstrap(tails, labels, ids, draws):
     """Per level: each model's TMR difference from the first on all of LFW,
     and its 95% interval over `draws` identity bootstrap draws."""
     people = ids.max() + 1
     photos = np.bincount(ids, minlength=people).astype(float)
-    top = int(LEVELS[0] * (~same).sum() * 1.3)
-    tails = [Tail(e, ids, upper, same, top) for e in embeddings]
     rng = np.random.default_rng(20261207)
-    counts = [np.ones(people)] + [np.bincount(rng.integers(0, people, people), minlength=people) for _ in range(draws)]
+    counts = [np.ones(people)]
+    counts += [np.bincount(rng.integers(0, people, people), minlength=people).astype(float) for _ in range(draws)]
+    # Pairs of photos of two different people drawn, each draw of a person counting.
+    pairs = [((c * photos).sum() ** 2 - ((c * photos) ** 2).sum()) / 2 for c in counts]
     print(f"identity bootstrap, {draws} draws of {people} people; thresholds as `facegate calibrate` sets them")
     for fmr in LEVELS:
         table = np.empty((len(tails), len(counts)))
-        for j, c in enumerate(counts):
-            c = c.astype(float)
-            impostor_pairs = ((c * photos).sum() ** 2 - ((c * photos) ** 2).sum()) / 2
-            table[:, j] = [t.tmr(c, fmr, impostor_pairs) for t in tails]
+        for j, (c, n) in enumerate(zip(counts, pairs)):
+            allowed = allowed_pairs(fmr, n)
+            table[:, j] = [t.tmr(c, allowed) for t in tails]
         print(f"FMR {fmr:.0e}: {labels[0]} TMR {table[0, 0]:.2f}% on LFW")
         for label, row in zip(labels[1:], table[1:]):
             delta = row - table[0]
@@ -175,8 +174,14 @@ def main():
     same = ids[upper[0]] == ids[upper[1]]
     impostors = int((~same).sum())
     top = int(impostors * LEVELS[0] * 1.1)
-    embeddings = [embed(m, faces, args.cache) for m in args.models]
-    curves = [tmr_by_rank(e, same, upper, top) for e in embeddings]
+    curves, tails = [], []
+    for model in args.models:
+        e = embed(model, faces, args.cache)
+        scores = (e @ e.T)[upper]
+        curves.append(tmr_by_rank(scores, same, top))
+        if args.bootstrap:
+            # Enough impostor pairs to hold level 1's threshold in any draw.
+            tails.append(Tail(scores, ids, upper, same, int(impostors * LEVELS[0] * 1.3)))
     print(f"{len(faces)} faces, {int(same.sum())} genuine and {impostors} impostor pairs")
     for fmr in LEVELS:
         n = int(impostors * fmr)
@@ -191,7 +196,7 @@ def main():
             )
     if args.bootstrap:
         labels = [os.path.basename(m) for m in args.models]
-        bootstrap(embeddings, labels, ids, upper, same, args.bootstrap)
+        bootstrap(tails, labels, ids, args.bootstrap)
     sys.stdout.flush()
 
 
