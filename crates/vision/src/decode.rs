@@ -14,6 +14,7 @@ use image::{DynamicImage, ImageDecoder, Limits, RgbImage};
 
 use crate::error::DecodeError;
 
+mod eighth;
 mod libjpeg;
 
 /// Bounds on what `decode` accepts. The defaults are the public API's.
@@ -95,12 +96,24 @@ const DCT_FACTORS: [u32; 3] = [8, 4, 2];
 ///
 /// Only baseline or progressive JPEGs in RGB or greyscale are reduced: the
 /// inverse DCT then runs at 1/2, 1/4 or 1/8 of its size and skips most of the
-/// work on pixels a detector would throw away. Everything else (PNG, CMYK, a
+/// work on pixels a detector would throw away; at 1/8 even the AC
+/// coefficients are only stepped over. Everything else (PNG, CMYK, a
 /// small image) is decoded at full size by [`decode`], with factor 1.
 pub fn decode_reduced(
     bytes: &[u8],
     limits: &DecodeLimits,
     min_long_side: u32,
+    max_factor: u32,
+) -> Result<Decoded, DecodeError> {
+    decode_reduced_for(bytes, limits, |_| min_long_side, max_factor)
+}
+
+/// [`decode_reduced`] with the smallest long side chosen from the full
+/// one: a large photo's first decode need only serve the coarse pass.
+pub fn decode_reduced_for(
+    bytes: &[u8],
+    limits: &DecodeLimits,
+    min_long_side: impl Fn(u32) -> u32,
     max_factor: u32,
 ) -> Result<Decoded, DecodeError> {
     if sniff(bytes) == Some(ImageFormat::Jpeg)
@@ -119,35 +132,55 @@ pub fn decode_reduced(
 }
 
 /// `None` when the JPEG gains nothing from a reduced decode, or when
-/// libjpeg declines it (see [`libjpeg`]).
+/// libjpeg declines it (see [`libjpeg`]). At 1/8 [`eighth`] decodes the
+/// common kinds of JPEG with the same pixels, faster; what it declines goes
+/// to libjpeg.
 fn decode_jpeg_reduced(
     bytes: &[u8],
     limits: &DecodeLimits,
-    min_long_side: u32,
+    min_long_side: impl Fn(u32) -> u32,
     max_factor: u32,
 ) -> Result<Option<Decoded>, DecodeError> {
-    let mut refused = None;
-    let choose = |header: libjpeg::Header| {
+    let choose = |header: libjpeg::Header| -> Result<Option<u32>, DecodeError> {
         // The size first, so that a bomb is named as such even when cut short.
-        if let Err(e) = check_dimensions(header.width, header.height, limits) {
-            refused = Some(e);
-            return None;
-        }
+        check_dimensions(header.width, header.height, limits)?;
         let long = header.width.max(header.height);
-        let factor = DCT_FACTORS
+        let min_long_side = min_long_side(long);
+        let Some(factor) = DCT_FACTORS
             .into_iter()
-            .find(|&f| f <= max_factor && long.div_ceil(f) >= min_long_side)?;
-        if let Err(e) = JpegLayout::read(bytes).check() {
-            refused = Some(e);
-            return None;
-        }
-        Some(factor)
+            .find(|&f| f <= max_factor && long.div_ceil(f) >= min_long_side)
+        else {
+            return Ok(None);
+        };
+        JpegLayout::read(bytes).check()?;
+        Ok(Some(factor))
     };
-    let scaled = libjpeg::decode_scaled(bytes, choose);
+    let scan = eighth::Scan::read(bytes).ok();
+    let chosen = match &scan {
+        Some(scan) => Some((scan.header(), choose(scan.header())?)),
+        None => None,
+    };
+    if let (Some(scan), Some((_, Some(8)))) = (&scan, chosen)
+        && let Ok(scaled) = scan.decode()
+    {
+        return Ok(Some(upright(scaled)));
+    }
+    let mut refused = None;
+    let scaled = libjpeg::decode_scaled(bytes, |header| match chosen {
+        Some((known, factor)) if known == header => factor,
+        _ => choose(header).unwrap_or_else(|e| {
+            refused = Some(e);
+            None
+        }),
+    });
     if let Some(e) = refused {
         return Err(e);
     }
-    let Some(scaled) = scaled else { return Ok(None) };
+    Ok(scaled.map(upright))
+}
+
+/// Applies the EXIF orientation to pixels decoded as stored.
+fn upright(scaled: libjpeg::Scaled) -> Decoded {
     let orientation = scaled
         .exif
         .as_deref()
@@ -162,12 +195,12 @@ fn decode_jpeg_reduced(
     } else {
         (full.height, full.width)
     };
-    Ok(Some(Decoded {
+    Decoded {
         image: upright.into_rgb8(),
         factor: scaled.factor,
         full_width,
         full_height,
-    }))
+    }
 }
 
 /// `layout` is what the markers said of the data (cut short, too many

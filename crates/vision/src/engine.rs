@@ -12,7 +12,7 @@ use ort::session::builder::GraphOptimizationLevel;
 use serde::Serialize;
 
 use crate::align::{AlignedFace, align};
-use crate::decode::{DecodeLimits, decode, decode_reduced};
+use crate::decode::{DecodeLimits, Decoded, decode, decode_reduced, decode_reduced_for};
 use crate::detect::{Detector, DetectorOptions, MIN_COARSE_INTEROCULAR, input_scale, select_subject};
 use crate::embed::{Embedder, Embedding};
 use crate::error::{ModelError, VisionError};
@@ -60,9 +60,14 @@ pub struct EngineOptions {
 }
 
 /// The fewest pixels between the eyes the aligner is given from a reduced
-/// decode: twice the template's 35, so the 112x112 crop is still sampled
+/// decode: 1.3 times the template's 35, so the 112x112 crop is still sampled
 /// down, never up. A face smaller than this is decoded again more finely.
-pub const MIN_REDUCED_INTEROCULAR: f32 = 70.0;
+/// At 70 (twice the template) a 12 MP portrait needed a second decode at
+/// 1/4 after its 1/8 one. With the same landmarks, a clean face aligned from
+/// 51 px between the eyes at 1/8 rather than 101 at 1/4 moved 0.001 in
+/// cosine to its portrait, and `bench photos` made the same decisions
+/// (README, "Large photos").
+pub const MIN_REDUCED_INTEROCULAR: f32 = 45.0;
 
 /// Wall time of each stage of one analysis.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -244,30 +249,39 @@ impl FaceEngine {
 
     /// Every stage but the embedding: decode, detect, align.
     ///
-    /// A large JPEG is decoded at the coarsest DCT scale that still gives the
-    /// detector its full input, and searched first by the detector's coarse
-    /// pass (see [`DetectorOptions::coarse_side`]); when the subject's face
-    /// then has too few pixels for the aligner, it is decoded again at the
-    /// scale it needs (full resolution at worst). Boxes and landmarks are
-    /// reported in the full-resolution image's coordinates either way.
+    /// A large JPEG is decoded first at the coarsest DCT scale that still
+    /// gives the detector's coarse pass its input (see
+    /// [`DetectorOptions::coarse_side`]): 1/8 for a 12 MP photo. When the
+    /// subject's face then has too few pixels for the aligner, it is decoded
+    /// again at the scale it needs (full resolution at worst). A smaller
+    /// image is decoded at the scale of the detector's full side. Boxes and
+    /// landmarks are reported in the full-resolution image's coordinates
+    /// either way.
     pub fn prepare(&mut self, bytes: &[u8]) -> Result<Prepared, VisionError> {
         let mut timings = StageTimings::default();
+        let options = *self.detector.options();
+        let coarse_first = !self.full_decode && options.coarse_side > 0;
+        let large = |long: u32| long >= 2 * options.max_side;
+        let first_side = |long| {
+            if coarse_first && large(long) {
+                options.coarse_side
+            } else {
+                options.max_side
+            }
+        };
         let start = Instant::now();
-        let max_factor = if self.full_decode { 1 } else { 8 };
-        let decoded = decode_reduced(bytes, &self.limits, self.detector.options().max_side, max_factor)?;
+        let decoded = decode_reduced_for(bytes, &self.limits, first_side, self.max_factor())?;
         timings.decode = start.elapsed();
-        let large = decoded.full_width.max(decoded.full_height) >= 2 * self.detector.options().max_side;
-        let subject = if large && !self.full_decode {
-            self.find_subject_coarse_first(&decoded.image, &mut timings)?
+        let (decoded, subject) = if coarse_first && large(decoded.full_width.max(decoded.full_height)) {
+            self.find_subject_coarse_first(bytes, decoded, &mut timings)?
         } else {
-            self.find_subject(&decoded.image, &mut timings)?
+            let subject = self.find_subject(&decoded.image, &mut timings)?;
+            (decoded, subject)
         };
         let face = subject.found[subject.index];
         let wanted = finer_factor(decoded.factor, face.interocular());
         let (image, factor) = if wanted < decoded.factor {
-            let start = Instant::now();
-            let finer = decode_reduced(bytes, &self.limits, 1, wanted)?;
-            timings.decode += start.elapsed();
+            let finer = self.decode_at(bytes, wanted, &mut timings)?;
             (finer.image, finer.factor)
         } else {
             (decoded.image, decoded.factor)
@@ -285,6 +299,18 @@ impl FaceEngine {
             factor,
             timings,
         ))
+    }
+
+    fn max_factor(&self) -> u32 {
+        if self.full_decode { 1 } else { 8 }
+    }
+
+    /// Decodes again at `factor` or finer, adding the time to `timings`.
+    fn decode_at(&self, bytes: &[u8], factor: u32, timings: &mut StageTimings) -> Result<Decoded, VisionError> {
+        let start = Instant::now();
+        let decoded = decode_reduced(bytes, &self.limits, 1, factor)?;
+        timings.decode += start.elapsed();
+        Ok(decoded)
     }
 
     /// The pipeline on an already decoded image.
@@ -381,39 +407,64 @@ impl FaceEngine {
         Ok(select_subject(&found, image.width(), image.height()).map(|index| Subject { found, index, search }))
     }
 
-    /// [`FaceEngine::find_subject`] on a large photo: first at the coarse
-    /// side, which costs YuNet a quarter of the full input's time. A subject
-    /// with too few pixels between the eyes there for landmarks as fine as
-    /// LFW's is located again on a crop around it; only when the coarse pass
-    /// finds no face, or the crop loses it, is the photo searched at the
-    /// full side.
+    /// [`FaceEngine::find_subject`] on a large photo, decoded for the
+    /// coarse side: first at that side, which costs YuNet a quarter of the
+    /// full input's time, and on that decode alone when the subject has
+    /// enough pixels between the eyes there for landmarks as fine as LFW's.
+    /// Otherwise the photo is decoded for the full side: a small subject is
+    /// located again there on a crop around it, and only when the coarse
+    /// pass finds no face, or the crop loses it, is the photo searched at the
+    /// full side. Returns the decode the subject was found in.
     fn find_subject_coarse_first(
         &mut self,
-        image: &RgbImage,
+        bytes: &[u8],
+        decoded: Decoded,
         timings: &mut StageTimings,
-    ) -> Result<Subject, VisionError> {
+    ) -> Result<(Decoded, Subject), VisionError> {
         let side = self.detector.options().coarse_side;
-        if side == 0 {
-            return self.find_subject(image, timings);
-        }
-        let scale = input_scale(image.width(), image.height(), side);
-        let Some(mut subject) = self.detect_subject(image, side, SubjectSearch::Coarse, timings)? else {
-            return self.find_subject(image, timings);
+        let scale = input_scale(decoded.image.width(), decoded.image.height(), side);
+        let coarse = match self.detect_subject(&decoded.image, side, SubjectSearch::Coarse, timings)? {
+            Some(subject) if subject.found[subject.index].interocular() * scale >= MIN_COARSE_INTEROCULAR => {
+                return Ok((decoded, subject));
+            }
+            small_or_none => small_or_none,
         };
-        if subject.found[subject.index].interocular() * scale >= MIN_COARSE_INTEROCULAR {
-            return Ok(subject);
-        }
-        let start = Instant::now();
-        let refined = self.detector.refine(image, &subject.found[subject.index])?;
-        timings.detect += start.elapsed();
-        match refined {
-            Some(face) => {
+        let coarse_factor = decoded.factor;
+        let detailed = self.decoded_for_full_side(bytes, decoded, timings)?;
+        if let Some(mut subject) = coarse {
+            let ratio = coarse_factor as f32 / detailed.factor as f32;
+            for found in &mut subject.found {
+                *found = found.scaled(ratio);
+            }
+            let start = Instant::now();
+            let refined = self.detector.refine(&detailed.image, &subject.found[subject.index])?;
+            timings.detect += start.elapsed();
+            if let Some(face) = refined {
                 subject.found[subject.index] = face;
                 subject.search = SubjectSearch::CoarseRefined;
-                Ok(subject)
+                return Ok((detailed, subject));
             }
-            None => self.find_subject(image, timings),
         }
+        let subject = self.find_subject(&detailed.image, timings)?;
+        Ok((detailed, subject))
+    }
+
+    /// `decoded`, or when it is too coarse for the detector's full side, the
+    /// photo decoded again at the scale that side needs.
+    fn decoded_for_full_side(
+        &self,
+        bytes: &[u8],
+        decoded: Decoded,
+        timings: &mut StageTimings,
+    ) -> Result<Decoded, VisionError> {
+        let side = self.detector.options().max_side;
+        if decoded.factor == 1 || decoded.image.width().max(decoded.image.height()) >= side {
+            return Ok(decoded);
+        }
+        let start = Instant::now();
+        let detailed = decode_reduced(bytes, &self.limits, side, decoded.factor / 2)?;
+        timings.decode += start.elapsed();
+        Ok(detailed)
     }
 
     fn finish_one(&mut self, prepared: Prepared) -> Result<Analysis, VisionError> {

@@ -56,13 +56,17 @@ fn a_large_rotated_photo_is_decoded_reduced_searched_coarsely_and_reported_at_fu
 /// detector passes at other scales place the landmarks differently: the
 /// embeddings differ (cosine 0.96–0.98 here) about as much as either differs
 /// from the portrait's (0.95–0.97), so both are judged against the portrait.
+/// The floor is 0.955: the small face is aligned from its 1/2 decode (62 px
+/// between the eyes) and embeds at 0.959; it was aligned from full
+/// resolution before the floor went from 70 px to 45, at just over 0.96. The
+/// full decode gives 0.946.
 fn assert_as_close_to_portrait(engine: &mut FaceEngine, portrait: &RgbImage, reduced: &Analysis, full: &Analysis) {
     let source = engine.analyze_image(portrait).expect("portrait").face.embedding;
     let (a, b) = (
         reduced.face.embedding.cosine(&source),
         full.face.embedding.cosine(&source),
     );
-    assert!(a > 0.96 && a > b - 0.01, "to the portrait: {a} reduced, {b} full");
+    assert!(a > 0.955 && a > b - 0.01, "to the portrait: {a} reduced, {b} full");
 }
 
 #[test]

@@ -10,7 +10,9 @@
 //! component for any image over 128x128, against the server's one thread
 //! per worker. At 1/8 libjpeg skips storing the AC coefficients; at 1/4 and
 //! 1/2 it runs a 2x2 or 4x4 inverse DCT. No Rust decoder scales in the DCT
-//! domain at that speed.
+//! domain at that speed. At 1/8 the common kinds of JPEG are decoded by
+//! [`super::eighth`] instead, to the same pixels, and only what it declines
+//! comes here.
 //!
 //! libjpeg reports a fatal error by unwinding out of C (`resume_unwind`, so
 //! no panic hook runs and nothing is printed). It is caught here and becomes
