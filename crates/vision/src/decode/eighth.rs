@@ -675,6 +675,9 @@ impl Huffman {
             let count = usize::from(counts[length as usize - 1]);
             table.offset[length as usize] = index as i32 - code as i32;
             for &symbol in &symbols[index..index + count] {
+                if code >= 1 << length {
+                    return Err(Corrupt("an overfull Huffman table"));
+                }
                 if length <= FAST_BITS {
                     let first = (code << (FAST_BITS - length)) as usize;
                     let entry = (length << 8) as u16 | u16::from(symbol);
@@ -686,7 +689,8 @@ impl Huffman {
             if count > 0 {
                 table.max_code[length as usize] = code as i32 - 1;
             }
-            if code > 1 << length {
+            // As libjpeg (jdhuff.c): no code may be all ones.
+            if code >= 1 << length {
                 return Err(Corrupt("an overfull Huffman table"));
             }
             code <<= 1;
@@ -1066,6 +1070,26 @@ mod tests {
         let whole = jpeg(&picture, 90, SamplingFactor::R_4_2_0, 0, false);
         let cut = &whole[..whole.len() * 2 / 3];
         assert_eq!(ours(cut).err(), Some(Corrupt("no end-of-image marker")));
+    }
+
+    #[test]
+    fn an_overfull_huffman_table_is_declined() {
+        // Found by `make fuzz`: codes past their length's range used to index
+        // past the one-symbol table.
+        let picture = picture(64, 48, 8);
+        let mut bytes = jpeg(&picture, 90, SamplingFactor::R_4_2_0, 0, false);
+        let dht = bytes.windows(2).position(|w| w == [0xFF, 0xC4]).expect("a DHT segment");
+        // The first table is the standard luma DC one: no code of one bit,
+        // five of three. Counts start 5 bytes into the segment.
+        let counts = dht + 5;
+        assert_eq!((bytes[counts], bytes[counts + 2]), (0, 5));
+        let mut all_ones = bytes.clone();
+        // Three codes of one bit, two of three (the same symbols).
+        (bytes[counts], bytes[counts + 2]) = (3, 2);
+        assert_eq!(ours(&bytes).err(), Some(Corrupt("an overfull Huffman table")));
+        // Two codes of one bit, 0 and 1: one of all ones, which libjpeg refuses.
+        (all_ones[counts], all_ones[counts + 2]) = (2, 3);
+        assert_eq!(ours(&all_ones).err(), Some(Corrupt("an overfull Huffman table")));
     }
 
     #[test]
