@@ -180,6 +180,9 @@ impl<'a> Scan<'a> {
     fn read_quant(&mut self, mut body: &[u8]) -> Result<(), Declined> {
         while let Some((&precision_id, rest)) = body.split_first() {
             let (id, wide) = (usize::from(precision_id & 15), precision_id >> 4 == 1);
+            if precision_id >> 4 > 1 {
+                return Err(Corrupt("a quantisation table of neither 8 nor 16 bits"));
+            }
             let size = if wide { 128 } else { 64 };
             let values = rest.get(..size).ok_or(Corrupt("short quantisation table"))?;
             let table = self.quant.get_mut(id).ok_or(Corrupt("bad quantisation table id"))?;
@@ -198,6 +201,9 @@ impl<'a> Scan<'a> {
     }
 
     fn read_scan_header(&mut self, body: &[u8]) -> Result<(), Declined> {
+        if self.components.is_empty() {
+            return Err(Corrupt("a scan before the frame header"));
+        }
         let count = usize::from(*body.first().ok_or(Corrupt("short scan header"))?);
         if count != self.components.len() {
             return Err(Unsupported("a scan without every component"));
@@ -1070,6 +1076,20 @@ mod tests {
         let whole = jpeg(&picture, 90, SamplingFactor::R_4_2_0, 0, false);
         let cut = &whole[..whole.len() * 2 / 3];
         assert_eq!(ours(cut).err(), Some(Corrupt("no end-of-image marker")));
+        // Without its frame header a scan has no size: libjpeg's verdict.
+        let sof = whole
+            .windows(2)
+            .position(|w| w == [0xFF, 0xC0])
+            .expect("a SOF0 segment");
+        let length = usize::from(u16::from_be_bytes([whole[sof + 2], whole[sof + 3]]));
+        let frameless = [&whole[..sof], &whole[sof + 2 + length..]].concat();
+        assert_eq!(ours(&frameless).err(), Some(Corrupt("a scan before the frame header")));
+        // A quantisation table's precision is 0 (8-bit) or 1 (16-bit) only.
+        let dqt = whole.windows(2).position(|w| w == [0xFF, 0xDB]).expect("a DQT segment");
+        let mut odd_precision = whole.clone();
+        odd_precision[dqt + 4] |= 0x20;
+        let verdict = ours(&odd_precision).err();
+        assert_eq!(verdict, Some(Corrupt("a quantisation table of neither 8 nor 16 bits")));
     }
 
     #[test]
