@@ -247,10 +247,8 @@ impl<'a> Scan<'a> {
     /// Every component's samples at its scale (see [`Layout`]).
     fn decode_planes(&self, layout: &Layout, unstuffed: &Unstuffed) -> Result<Vec<Plane>, Declined> {
         let skips = self.skip_tables(layout);
-        let codings = self
-            .components
-            .iter()
-            .map(|c| self.coding(c, &skips))
+        let codings = (self.components.iter().zip(&layout.components))
+            .map(|(c, scaled)| self.coding(c, scaled, &skips))
             .collect::<Result<Vec<_>, _>>()?;
         let mut planes: Vec<Plane> = layout.components.iter().map(Plane::new).collect();
         let mut bits = Bits::new(&unstuffed.data);
@@ -284,12 +282,28 @@ impl<'a> Scan<'a> {
         })
     }
 
-    /// The tables a component's blocks are decoded with.
-    fn coding<'t>(&'t self, component: &Component, skips: &'t [Option<SkipTable>; 4]) -> Result<Coding<'t>, Declined> {
+    /// The tables a component's blocks are decoded with: a skip table only
+    /// for one sample per block, even where a component of two shares its
+    /// AC table.
+    fn coding<'t>(
+        &'t self,
+        component: &Component,
+        scaled: &Scaled8,
+        skips: &'t [Option<SkipTable>; 4],
+    ) -> Result<Coding<'t>, Declined> {
+        let skip = match scaled.size {
+            1 => Some(
+                skips
+                    .get(component.ac)
+                    .and_then(Option::as_ref)
+                    .ok_or(Corrupt("a missing Huffman table"))?,
+            ),
+            _ => None,
+        };
         Ok(Coding {
             dc: table(&self.dc, component.dc)?,
             ac: table(&self.ac, component.ac)?,
-            skip: skips.get(component.ac).and_then(Option::as_ref),
+            skip,
             quant: self.quant[component.quant]
                 .as_ref()
                 .ok_or(Corrupt("a missing quantisation table"))?,
@@ -1110,6 +1124,24 @@ mod tests {
         // Two codes of one bit, 0 and 1: one of all ones, which libjpeg refuses.
         (all_ones[counts], all_ones[counts + 2]) = (2, 3);
         assert_eq!(ours(&all_ones).err(), Some(Corrupt("an overfull Huffman table")));
+    }
+
+    #[test]
+    fn a_component_decoded_2x2_reads_its_coefficients_even_when_its_ac_table_is_skipped_for_another() {
+        let bytes = jpeg(&picture(64, 48, 8), 90, SamplingFactor::R_4_2_0, 0, false);
+        let mut scan = Scan::read(&bytes).expect("reads");
+        // Some encoders write one AC table for every component.
+        scan.components[1].ac = scan.components[0].ac;
+        let layout = Layout::of(&scan).expect("layout");
+        let skips = scan.skip_tables(&layout);
+        let (luma, chroma) = (&layout.components[0], &layout.components[1]);
+        assert_eq!((luma.size, chroma.size), (1, 2));
+        let coding = |c: usize, s| scan.coding(&scan.components[c], s, &skips).expect("tables");
+        assert!(coding(0, luma).skip.is_some());
+        assert!(
+            coding(1, chroma).skip.is_none(),
+            "its coefficients feed a 2x2 inverse DCT"
+        );
     }
 
     #[test]
