@@ -1,6 +1,7 @@
 //! Running the vision pipeline for a request: base64 field → bytes →
 //! analysis on the inference pool, with the API's size and face rules.
 
+use axum::body::Bytes;
 use facegate_vision::{Analysis, Prepared};
 
 use crate::error::{ApiError, ErrorCode};
@@ -30,7 +31,7 @@ pub async fn analyze(
     state: &AppState,
     admission: &Admission,
     field: &'static str,
-    base64: String,
+    base64: Bytes,
     keep: Keep,
 ) -> Result<Analysed, ApiError> {
     let max_bytes = state.config.limits.max_bytes;

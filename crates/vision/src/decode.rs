@@ -141,30 +141,36 @@ fn decode_jpeg_reduced(
     min_long_side: impl Fn(u32) -> u32,
     max_factor: u32,
 ) -> Result<Option<Decoded>, DecodeError> {
-    let choose = |header: libjpeg::Header| -> Result<Option<u32>, DecodeError> {
+    let factor_for = |header: libjpeg::Header| -> Result<Option<u32>, DecodeError> {
         // The size first, so that a bomb is named as such even when cut short.
         check_dimensions(header.width, header.height, limits)?;
         let long = header.width.max(header.height);
         let min_long_side = min_long_side(long);
-        let Some(factor) = DCT_FACTORS
+        Ok(DCT_FACTORS
             .into_iter()
-            .find(|&f| f <= max_factor && long.div_ceil(f) >= min_long_side)
-        else {
+            .find(|&f| f <= max_factor && long.div_ceil(f) >= min_long_side))
+    };
+    let choose = |header: libjpeg::Header| -> Result<Option<u32>, DecodeError> {
+        let Some(factor) = factor_for(header)? else {
             return Ok(None);
         };
         JpegLayout::read(bytes).check()?;
         Ok(Some(factor))
     };
     let scan = eighth::Scan::read(bytes).ok();
-    let chosen = match &scan {
-        Some(scan) => Some((scan.header(), choose(scan.header())?)),
-        None => None,
-    };
-    if let (Some(scan), Some((_, Some(8)))) = (&scan, chosen)
+    // A 1/8 decode that succeeds has found one scan, whole, and EOI after
+    // it, which is all `JpegLayout` checks: its pass over the data (about
+    // 0.45 ms of a 12 MP photo) is spared.
+    if let Some(scan) = &scan
+        && factor_for(scan.header())? == Some(8)
         && let Ok(scaled) = scan.decode()
     {
         return Ok(Some(upright(scaled)));
     }
+    let chosen = match &scan {
+        Some(scan) => Some((scan.header(), choose(scan.header())?)),
+        None => None,
+    };
     let mut refused = None;
     let scaled = libjpeg::decode_scaled(bytes, |header| match chosen {
         Some((known, factor)) if known == header => factor,

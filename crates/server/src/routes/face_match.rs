@@ -1,5 +1,7 @@
 //! `POST /api/v1/face/match`: 1:1 comparison of two photos.
 
+use std::borrow::Cow;
+
 use axum::extract::State;
 use facegate_auth::Permission;
 use facegate_vision::MODEL_VERSION;
@@ -9,18 +11,24 @@ use utoipa::ToSchema;
 use crate::analysis::{Keep, analyze};
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::{ApiJson, match_level};
+use crate::extract::{JsonBody, field_bytes, match_level, parse_json};
 use crate::inference::Admitted;
 use crate::state::AppState;
 
+/// Its images are borrowed from the body where they can be (see
+/// [`field_bytes`]).
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct MatchRequest {
+pub struct MatchRequest<'a> {
     /// The reference photo (e.g. from an ID document), base64 JPEG or PNG;
     /// a `data:image/...;base64,` prefix is accepted.
-    pub source_image: String,
+    #[serde(borrow)]
+    #[schema(value_type = String)]
+    pub source_image: Cow<'a, str>,
     /// The photo to compare, base64 JPEG or PNG.
-    pub target_image: String,
+    #[serde(borrow)]
+    #[schema(value_type = String)]
+    pub target_image: Cow<'a, str>,
     /// The level (1..5) the pair must reach to match. Default 3.
     #[schema(minimum = 1, maximum = 5, example = 3)]
     pub minimum_match_level: Option<i64>,
@@ -80,13 +88,17 @@ pub async fn face_match(
     State(state): State<AppState>,
     Admitted(admission): Admitted<2>,
     caller: Caller,
-    ApiJson(request): ApiJson<MatchRequest>,
+    JsonBody(body): JsonBody,
 ) -> Result<axum::Json<MatchResponse>, ApiError> {
+    // Parsed before the permission is checked, as an extractor would be.
+    let request: MatchRequest = parse_json(&body)?;
     caller.require(Permission::FaceMatch)?;
     let minimum = match_level(request.minimum_match_level.unwrap_or(3))?;
+    let source = field_bytes(&body, request.source_image);
+    let target = field_bytes(&body, request.target_image);
     let (source, target) = tokio::join!(
-        analyze(&state, &admission, "sourceImage", request.source_image, Keep::Nothing),
-        analyze(&state, &admission, "targetImage", request.target_image, Keep::Nothing)
+        analyze(&state, &admission, "sourceImage", source, Keep::Nothing),
+        analyze(&state, &admission, "targetImage", target, Keep::Nothing)
     );
     let (source, target) = (source?.analysis, target?.analysis);
     let calibration = &state.calibration;

@@ -149,7 +149,7 @@ pub async fn search(
         ));
     }
     let keep = if request.insert { Keep::Image } else { Keep::Nothing };
-    let analysed = analyze(&state, &admission, "idPhoto", request.id_photo, keep).await?;
+    let analysed = analyze(&state, &admission, "idPhoto", request.id_photo.into(), keep).await?;
     drop(admission);
     let tenant = caller.tenant().to_string();
     // Held across search and insert so two uploads of one new face cannot
@@ -340,7 +340,7 @@ pub async fn insert(
 ) -> Result<axum::Json<InsertResponse>, ApiError> {
     caller.require(Permission::FaceSearchInsert)?;
     current_gallery(&state, caller.tenant())?;
-    let analysed = analyze(&state, &admission, "idPhoto", request.id_photo, Keep::Image).await?;
+    let analysed = analyze(&state, &admission, "idPhoto", request.id_photo.into(), Keep::Image).await?;
     drop(admission);
     let id = enrol(&state, caller.tenant(), analysed).await?;
     Ok(axum::Json(InsertResponse {

@@ -130,7 +130,7 @@ pub async fn create(
         let ApiJson(body) = ApiJson::<CreateSessionRequest>::from_request(request, &state).await?;
         let (attempts, level) = (body.max_attempts, body.minimum_match_level);
         (
-            analyze(&state, &admission, "idPhoto", body.id_photo, Keep::Image).await?,
+            analyze(&state, &admission, "idPhoto", body.id_photo.into(), Keep::Image).await?,
             attempts,
             level,
         )
