@@ -6,7 +6,7 @@ use facegate_server::extract::base64_image;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|text: &str| {
-    if let Ok(bytes) = base64_image("sourceImage", text, 4096) {
+    if let Ok(bytes) = base64_image("sourceImage", text.as_bytes(), 4096) {
         assert!(bytes.len() <= 4096);
     }
 });
