@@ -705,11 +705,20 @@ impl SkipTable {
         static RECENT: Mutex<Vec<(HuffmanCode, Arc<SkipTable>)>> = Mutex::new(Vec::new());
         // A panic elsewhere cannot leave the list half-changed: use it as is.
         let recent = || RECENT.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(found) = recent().iter().find(|(code, _)| *code == table.code) {
-            return Arc::clone(&found.1);
+        let kept = |recent: &[(HuffmanCode, Arc<SkipTable>)]| {
+            let found = recent.iter().find(|(code, _)| *code == table.code);
+            found.map(|(_, skip)| Arc::clone(skip))
+        };
+        if let Some(skip) = kept(&recent()) {
+            return skip;
         }
+        // Built outside the lock, so the other worker is not held up by it.
         let built = Arc::new(Self::new(table));
         let mut recent = recent();
+        // That worker may have built the same table meanwhile: keep one.
+        if let Some(skip) = kept(&recent) {
+            return skip;
+        }
         if recent.len() == KEPT {
             recent.remove(0);
         }
