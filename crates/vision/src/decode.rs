@@ -133,8 +133,8 @@ pub fn decode_reduced_for(
 
 /// `None` when the JPEG gains nothing from a reduced decode, or when
 /// libjpeg declines it (see [`libjpeg`]). At 1/8 [`eighth`] decodes the
-/// common kinds of JPEG with the same pixels, faster; what it declines goes
-/// to libjpeg.
+/// common kinds of JPEG faster, with libjpeg's pixels but for 4:2:0's
+/// chroma (see there); what it declines goes to libjpeg.
 fn decode_jpeg_reduced(
     bytes: &[u8],
     limits: &DecodeLimits,
