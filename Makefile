@@ -28,6 +28,9 @@ test: setup web-setup services api-tools ## the whole test suite (real models, r
 	# The server tests that touch storage, again on PostgreSQL (the storage
 	# contract and the cluster tests run on it in the pass above already).
 	FACEGATE_TEST_DATABASE=postgres cargo test -p facegate-server --test auth --test gallery --test session --test face_match --test operations
+	# The fuzz targets are a workspace of their own, which the passes above do
+	# not build: checked here so that a changed API cannot break them unseen.
+	cargo check --manifest-path fuzz/Cargo.toml --locked --target-dir target/fuzz-check
 
 fuzz: setup ## every cargo-fuzz target for FUZZ_SECONDS (60) each; needs `cargo install cargo-fuzz`
 	bash scripts/fuzz.sh
