@@ -162,6 +162,14 @@ pub fn finer_factor(current: u32, interocular: f32) -> u32 {
     factor
 }
 
+/// Runs `work`, adding the time it took to `stage`.
+fn timed<T>(stage: &mut Duration, work: impl FnOnce() -> T) -> T {
+    let start = Instant::now();
+    let value = work();
+    *stage += start.elapsed();
+    value
+}
+
 fn located(subject: &Subject, aligned: AlignedFace) -> Located {
     let detection = subject.found[subject.index];
     Located {
@@ -235,9 +243,9 @@ impl FaceEngine {
     /// Detects the subject (the most prominent face) and aligns it.
     pub fn locate(&mut self, image: &RgbImage, timings: &mut StageTimings) -> Result<Located, VisionError> {
         let subject = self.find_subject(image, timings)?;
-        let start = Instant::now();
-        let aligned = align(image, &subject.found[subject.index].landmarks);
-        timings.align = start.elapsed();
+        let aligned = timed(&mut timings.align, || {
+            align(image, &subject.found[subject.index].landmarks)
+        });
         Ok(located(&subject, aligned))
     }
 
@@ -269,9 +277,9 @@ impl FaceEngine {
                 options.max_side
             }
         };
-        let start = Instant::now();
-        let decoded = decode_reduced_for(bytes, &self.limits, first_side, self.max_factor())?;
-        timings.decode = start.elapsed();
+        let decoded = timed(&mut timings.decode, || {
+            decode_reduced_for(bytes, &self.limits, first_side, self.max_factor())
+        })?;
         let (decoded, subject) = if coarse_first && large(decoded.full_width.max(decoded.full_height)) {
             self.find_subject_coarse_first(bytes, decoded, &mut timings)?
         } else {
@@ -287,9 +295,7 @@ impl FaceEngine {
             (decoded.image, decoded.factor)
         };
         let ratio = decoded.factor as f32 / factor as f32;
-        let start = Instant::now();
-        let aligned = align(&image, &face.scaled(ratio).landmarks);
-        timings.align = start.elapsed();
+        let aligned = timed(&mut timings.align, || align(&image, &face.scaled(ratio).landmarks));
         let mut located = located(&subject, aligned);
         located.detection = located.detection.scaled(decoded.factor as f32);
         Ok(Prepared::new(
@@ -307,10 +313,9 @@ impl FaceEngine {
 
     /// Decodes again at `factor` or finer, adding the time to `timings`.
     fn decode_at(&self, bytes: &[u8], factor: u32, timings: &mut StageTimings) -> Result<Decoded, VisionError> {
-        let start = Instant::now();
-        let decoded = decode_reduced(bytes, &self.limits, 1, factor)?;
-        timings.decode += start.elapsed();
-        Ok(decoded)
+        Ok(timed(&mut timings.decode, || {
+            decode_reduced(bytes, &self.limits, 1, factor)
+        })?)
     }
 
     /// The pipeline on an already decoded image.
@@ -401,9 +406,7 @@ impl FaceEngine {
         search: SubjectSearch,
         timings: &mut StageTimings,
     ) -> Result<Option<Subject>, VisionError> {
-        let start = Instant::now();
-        let found = self.detector.detect_at(image, side)?;
-        timings.detect += start.elapsed();
+        let found = timed(&mut timings.detect, || self.detector.detect_at(image, side))?;
         Ok(select_subject(&found, image.width(), image.height()).map(|index| Subject { found, index, search }))
     }
 
@@ -436,9 +439,8 @@ impl FaceEngine {
             for found in &mut subject.found {
                 *found = found.scaled(ratio);
             }
-            let start = Instant::now();
-            let refined = self.detector.refine(&detailed.image, &subject.found[subject.index])?;
-            timings.detect += start.elapsed();
+            let coarse = &subject.found[subject.index];
+            let refined = timed(&mut timings.detect, || self.detector.refine(&detailed.image, coarse))?;
             if let Some(face) = refined {
                 subject.found[subject.index] = face;
                 subject.search = SubjectSearch::CoarseRefined;
@@ -461,9 +463,9 @@ impl FaceEngine {
         if decoded.factor == 1 || decoded.image.width().max(decoded.image.height()) >= side {
             return Ok(decoded);
         }
-        let start = Instant::now();
-        let detailed = decode_reduced(bytes, &self.limits, side, decoded.factor / 2)?;
-        timings.decode += start.elapsed();
+        let detailed = timed(&mut timings.decode, || {
+            decode_reduced(bytes, &self.limits, side, decoded.factor / 2)
+        })?;
         Ok(detailed)
     }
 
