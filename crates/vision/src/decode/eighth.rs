@@ -52,20 +52,15 @@ const FAST_BITS: u32 = 9;
 /// Zero bytes after the scan data, so that a refill can always read 8.
 const PAD: usize = 8;
 
-/// The natural (row-major) index of each zigzag position.
-const NATURAL: [usize; 64] = [
-    0, 1, 8, 16, 9, 2, 3, 10, 17, 24, 32, 25, 18, 11, 4, 5, 12, 19, 26, 33, 40, 48, 41, 34, 27, 20, 13, 6, 7, 14, 21,
-    28, 35, 42, 49, 56, 57, 50, 43, 36, 29, 22, 15, 23, 30, 37, 44, 51, 58, 59, 52, 45, 38, 31, 39, 46, 53, 60, 61, 54,
-    47, 55, 62, 63,
-];
-
 /// A file's tables and frame, read from its markers up to its scan.
 pub(super) struct Scan<'a> {
     header: Header,
     components: Vec<Component>,
     dc: [Option<Huffman>; 4],
     ac: [Option<Huffman>; 4],
-    quant: [Option<[i32; 64]>; 4],
+    /// Each quantisation table's DC quantiser: the one value a 1x1 inverse
+    /// DCT reads.
+    quant: [Option<i32>; 4],
     restart_interval: usize,
     exif: Option<&'a [u8]>,
     /// The entropy-coded data and what follows it.
@@ -195,15 +190,12 @@ impl<'a> Scan<'a> {
             let size = if wide { 128 } else { 64 };
             let values = rest.get(..size).ok_or(Corrupt("short quantisation table"))?;
             let table = self.quant.get_mut(id).ok_or(Corrupt("bad quantisation table id"))?;
-            let mut natural = [0; 64];
-            for (k, &at) in NATURAL.iter().enumerate() {
-                natural[at] = if wide {
-                    i32::from(u16::from_be_bytes([values[2 * k], values[2 * k + 1]]))
-                } else {
-                    i32::from(values[k])
-                };
-            }
-            *table = Some(natural);
+            // The DC comes first in zigzag order too.
+            *table = Some(if wide {
+                i32::from(u16::from_be_bytes([values[0], values[1]]))
+            } else {
+                i32::from(values[0])
+            });
             body = &rest[size..];
         }
         Ok(())
@@ -305,9 +297,7 @@ impl<'a> Scan<'a> {
             dc: table(&self.dc, component.dc)?,
             ac: table(&self.ac, component.ac)?,
             skip,
-            quant: self.quant[component.quant]
-                .as_ref()
-                .ok_or(Corrupt("a missing quantisation table"))?,
+            quant: self.quant[component.quant].ok_or(Corrupt("a missing quantisation table"))?,
         })
     }
 }
@@ -318,7 +308,7 @@ struct Coding<'t> {
     dc: &'t Huffman,
     ac: &'t Huffman,
     skip: &'t SkipTable,
-    quant: &'t [i32; 64],
+    quant: i32,
 }
 
 /// Huffman table `id`, which a scan header may name out of range.
@@ -500,8 +490,8 @@ fn descale(x: i64, n: u32) -> i64 {
 }
 
 /// jidctred.c's `jpeg_idct_1x1`: the block's mean, an eighth of its DC.
-fn idct_1x1(dc: i16, quant: &[i32; 64]) -> u8 {
-    idct_limit(descale(i64::from(dc) * i64::from(quant[0]), 3))
+fn idct_1x1(dc: i16, quant: i32) -> u8 {
+    idct_limit(descale(i64::from(dc) * i64::from(quant), 3))
 }
 
 /// The output pixels: grey repeated, or YCbCr converted as libjpeg does
