@@ -313,9 +313,8 @@ impl FaceEngine {
 
     /// Decodes again at `factor` or finer, adding the time to `timings`.
     fn decode_at(&self, bytes: &[u8], factor: u32, timings: &mut StageTimings) -> Result<Decoded, VisionError> {
-        Ok(timed(&mut timings.decode, || {
-            decode_reduced(bytes, &self.limits, 1, factor)
-        })?)
+        let decoded = timed(&mut timings.decode, || decode_reduced(bytes, &self.limits, 1, factor))?;
+        Ok(decoded)
     }
 
     /// The pipeline on an already decoded image.
