@@ -56,8 +56,11 @@ const PAD: usize = 8;
 pub(super) struct Scan<'a> {
     header: Header,
     components: Vec<Component>,
-    dc: [Option<Huffman>; 4],
-    ac: [Option<Huffman>; 4],
+    /// The Huffman tables as defined: they are built only in [`Scan::decode`],
+    /// and only those the scan uses, since a file decoded at another scale
+    /// goes to libjpeg and would not use them.
+    dc: [Option<HuffmanCode>; 4],
+    ac: [Option<HuffmanCode>; 4],
     /// Each quantisation table's DC quantiser: the one value a 1x1 inverse
     /// DCT reads.
     quant: [Option<i32>; 4],
@@ -175,7 +178,10 @@ impl<'a> Scan<'a> {
                 1 if id < 4 => &mut self.ac[id],
                 _ => return Err(Corrupt("bad Huffman table class or id")),
             };
-            *table = Some(Huffman::new(counts, symbols, class_id >> 4 == 0)?);
+            *table = Some(HuffmanCode {
+                counts: *counts,
+                symbols: symbols.to_vec(),
+            });
             body = &rest[16 + total..];
         }
         Ok(())
@@ -247,9 +253,11 @@ impl<'a> Scan<'a> {
 
     /// Every component's samples at its scale (see [`Layout`]).
     fn decode_planes(&self, layout: &Layout, unstuffed: &Unstuffed) -> Result<Vec<Plane>, Declined> {
-        let skips = self.skip_tables();
+        let dc = self.used_tables(&self.dc, |c| c.dc, true)?;
+        let ac = self.used_tables(&self.ac, |c| c.ac, false)?;
+        let skips = ac.each_ref().map(|table| table.as_ref().map(SkipTable::recent_or_new));
         let codings = (self.components.iter())
-            .map(|c| self.coding(c, &skips))
+            .map(|c| self.coding(c, [&dc, &ac], &skips))
             .collect::<Result<Vec<_>, _>>()?;
         let mut planes: Vec<Plane> = layout.components.iter().map(Plane::new).collect();
         let mut bits = Bits::new(&unstuffed.data);
@@ -275,18 +283,28 @@ impl<'a> Scan<'a> {
         Ok(planes)
     }
 
-    /// Skip tables for the AC tables the scan's components use.
-    fn skip_tables(&self) -> [Option<Arc<SkipTable>>; 4] {
-        std::array::from_fn(|id| {
-            let used = self.components.iter().any(|c| c.ac == id);
-            self.ac[id].as_ref().filter(|_| used).map(SkipTable::recent_or_new)
-        })
+    /// The tables of one class that the scan's components use, built; as in
+    /// libjpeg, a table defined but not used is never checked.
+    fn used_tables(
+        &self,
+        codes: &[Option<HuffmanCode>; 4],
+        id_of: impl Fn(&Component) -> usize,
+        dc: bool,
+    ) -> Result<[Option<Huffman>; 4], Declined> {
+        let mut tables: [Option<Huffman>; 4] = Default::default();
+        for (id, code) in codes.iter().enumerate() {
+            if let Some(code) = code.as_ref().filter(|_| self.components.iter().any(|c| id_of(c) == id)) {
+                tables[id] = Some(Huffman::new(code, dc)?);
+            }
+        }
+        Ok(tables)
     }
 
     /// The tables a component's blocks are decoded with.
     fn coding<'t>(
-        &'t self,
+        &self,
         component: &Component,
+        [dc, ac]: [&'t [Option<Huffman>; 4]; 2],
         skips: &'t [Option<Arc<SkipTable>>; 4],
     ) -> Result<Coding<'t>, Declined> {
         let skip = skips
@@ -294,8 +312,8 @@ impl<'a> Scan<'a> {
             .and_then(Option::as_deref)
             .ok_or(Corrupt("a missing Huffman table"))?;
         Ok(Coding {
-            dc: table(&self.dc, component.dc)?,
-            ac: table(&self.ac, component.ac)?,
+            dc: table(dc, component.dc)?,
+            ac: table(ac, component.ac)?,
             skip,
             quant: self.quant[component.quant].ok_or(Corrupt("a missing quantisation table"))?,
         })
@@ -664,16 +682,14 @@ impl Skip {
 }
 
 impl Huffman {
-    fn new(counts: &[u8; 16], symbols: &[u8], dc: bool) -> Result<Self, Declined> {
+    fn new(defined: &HuffmanCode, dc: bool) -> Result<Self, Declined> {
         let mut table = Self {
             fast: vec![0; 1 << FAST_BITS],
             max_code: [-1; 17],
             offset: [0; 17],
-            code: HuffmanCode {
-                counts: *counts,
-                symbols: symbols.to_vec(),
-            },
+            code: defined.clone(),
         };
+        let (counts, symbols) = (&defined.counts, &defined.symbols);
         let (mut code, mut index) = (0u32, 0usize);
         for length in 1..=16u32 {
             let count = usize::from(counts[length as usize - 1]);
@@ -1105,6 +1121,20 @@ mod tests {
         // Two codes of one bit, 0 and 1: one of all ones, which libjpeg refuses.
         (all_ones[counts], all_ones[counts + 2]) = (2, 3);
         assert_eq!(ours(&all_ones).err(), Some(Corrupt("an overfull Huffman table")));
+    }
+
+    #[test]
+    fn a_table_no_component_uses_is_not_checked() {
+        // As in libjpeg, which checks a table only when a scan uses it: an
+        // overfull AC table 3 that nothing reads does not decline the file.
+        let picture = picture(64, 48, 8);
+        let whole = jpeg(&picture, 90, SamplingFactor::R_4_2_0, 0, false);
+        let mut counts = [0u8; 16];
+        (counts[0], counts[2]) = (3, 2);
+        let unused = [&[0xFF, 0xC4, 0, 24, 0x13][..], &counts, &[1, 2, 3, 4, 5]].concat();
+        let bytes = [&whole[..2], &unused, &whole[2..]].concat();
+        let (with, without) = (ours(&bytes).expect("decoded"), ours(&whole).expect("decoded"));
+        assert!(with.image == without.image, "the unused table changed the pixels");
     }
 
     #[test]
