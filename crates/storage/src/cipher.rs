@@ -40,22 +40,19 @@ impl Cipher {
         };
         let sealed = self
             .cipher
-            .encrypt(Nonce::from_slice(&nonce), payload)
+            .encrypt(&Nonce::from(nonce), payload)
             .map_err(|_| CipherError::Random)?;
         Ok([nonce.as_slice(), &sealed].concat())
     }
 
     pub fn open(&self, name: &str, sealed: &[u8]) -> Result<Vec<u8>, CipherError> {
-        if sealed.len() < NONCE {
-            return Err(CipherError::Open);
-        }
-        let (nonce, body) = sealed.split_at(NONCE);
+        let (nonce, body) = sealed.split_first_chunk::<NONCE>().ok_or(CipherError::Open)?;
         let payload = Payload {
             msg: body,
             aad: name.as_bytes(),
         };
         self.cipher
-            .decrypt(Nonce::from_slice(nonce), payload)
+            .decrypt(&Nonce::from(*nonce), payload)
             .map_err(|_| CipherError::Open)
     }
 }
