@@ -619,8 +619,9 @@ struct HuffmanCode {
 }
 
 /// For an AC table, indexed by the next [`SKIP_BITS`] bits: the whole
-/// symbols in them up to an end of block, as [`Skip`] entries. Built only
-/// for the tables of components decoded at one sample per block.
+/// symbols in them up to an end of block, as [`Skip`] entries. Built for
+/// each AC table the scan uses, since every component's AC coefficients are
+/// stepped over.
 struct SkipTable(Vec<u16>);
 
 impl SkipTable {
