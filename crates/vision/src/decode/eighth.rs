@@ -285,13 +285,13 @@ impl<'a> Scan<'a> {
 
     /// The tables of one class that the scan's components use, built; as in
     /// libjpeg, a table defined but not used is never checked.
-    fn used_tables(
+    fn used_tables<'s>(
         &self,
-        codes: &[Option<HuffmanCode>; 4],
+        codes: &'s [Option<HuffmanCode>; 4],
         id_of: impl Fn(&Component) -> usize,
         dc: bool,
-    ) -> Result<[Option<Huffman>; 4], Declined> {
-        let mut tables: [Option<Huffman>; 4] = Default::default();
+    ) -> Result<[Option<Huffman<'s>>; 4], Declined> {
+        let mut tables: [Option<Huffman<'s>>; 4] = Default::default();
         for (id, code) in codes.iter().enumerate() {
             if let Some(code) = code.as_ref().filter(|_| self.components.iter().any(|c| id_of(c) == id)) {
                 tables[id] = Some(Huffman::new(code, dc)?);
@@ -304,7 +304,7 @@ impl<'a> Scan<'a> {
     fn coding<'t>(
         &self,
         component: &Component,
-        [dc, ac]: [&'t [Option<Huffman>; 4]; 2],
+        [dc, ac]: [&'t [Option<Huffman<'t>>; 4]; 2],
         skips: &'t [Option<Arc<SkipTable>>; 4],
     ) -> Result<Coding<'t>, Declined> {
         let skip = skips
@@ -323,14 +323,14 @@ impl<'a> Scan<'a> {
 /// One component's tables, with the skip table its AC coefficients are
 /// stepped over with.
 struct Coding<'t> {
-    dc: &'t Huffman,
-    ac: &'t Huffman,
+    dc: &'t Huffman<'t>,
+    ac: &'t Huffman<'t>,
     skip: &'t SkipTable,
     quant: i32,
 }
 
 /// Huffman table `id`, which a scan header may name out of range.
-fn table(tables: &[Option<Huffman>; 4], id: usize) -> Result<&Huffman, Declined> {
+fn table<'t>(tables: &'t [Option<Huffman<'t>>; 4], id: usize) -> Result<&'t Huffman<'t>, Declined> {
     tables
         .get(id)
         .and_then(Option::as_ref)
@@ -597,8 +597,9 @@ impl YccTables {
     }
 }
 
-/// A canonical Huffman table (ITU T.81, annex C).
-struct Huffman {
+/// A canonical Huffman table (ITU T.81, annex C), built from its
+/// definition in the [`Scan`].
+struct Huffman<'c> {
     /// For the codes of at most [`FAST_BITS`] bits, indexed by the next
     /// `FAST_BITS` bits: the code's length << 8 | its symbol; 0 otherwise.
     fast: Vec<u16>,
@@ -607,7 +608,7 @@ struct Huffman {
     max_code: [i32; 17],
     offset: [i32; 17],
     /// The table as the file defines it.
-    code: HuffmanCode,
+    code: &'c HuffmanCode,
 }
 
 /// A Huffman table's definition: how many codes of each length, and their
@@ -639,7 +640,7 @@ impl SkipTable {
         // A panic elsewhere cannot leave the list half-changed: use it as is.
         let recent = || RECENT.lock().unwrap_or_else(PoisonError::into_inner);
         let kept = |recent: &[(HuffmanCode, Arc<SkipTable>)]| {
-            let found = recent.iter().find(|(code, _)| *code == table.code);
+            let found = recent.iter().find(|(code, _)| code == table.code);
             found.map(|(_, skip)| Arc::clone(skip))
         };
         if let Some(skip) = kept(&recent()) {
@@ -682,13 +683,13 @@ impl Skip {
     }
 }
 
-impl Huffman {
-    fn new(defined: &HuffmanCode, dc: bool) -> Result<Self, Declined> {
+impl<'c> Huffman<'c> {
+    fn new(defined: &'c HuffmanCode, dc: bool) -> Result<Self, Declined> {
         let mut table = Self {
             fast: vec![0; 1 << FAST_BITS],
             max_code: [-1; 17],
             offset: [0; 17],
-            code: defined.clone(),
+            code: defined,
         };
         let (counts, symbols) = (&defined.counts, &defined.symbols);
         let (mut code, mut index) = (0u32, 0usize);
